@@ -1,0 +1,3 @@
+//! Knowledge's path: load → clean → split → embed → store.
+
+pub mod document;
