@@ -1,5 +1,12 @@
 //! lore: a team knowledge-base assistant. The core library: configuration, ingestion,
 //! the knowledge store, retrieval and answering. Chat platforms live under `adapters/`.
 
+pub mod answer;
+pub mod app;
+pub mod bench;
+pub mod cli;
+pub mod config;
 pub mod embed;
 pub mod ingest;
+pub mod retrieve;
+pub mod store;

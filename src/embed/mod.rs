@@ -25,3 +25,5 @@ pub trait Embedder: Send + Sync {
     /// Embeds one search query.
     async fn embed_query(&self, text: &str) -> Result<Vec<f32>, EmbedError>;
 }
+
+pub mod bm25;

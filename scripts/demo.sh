@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The README's first command: install the local model, build lore, ingest the sample
+# knowledge base (lore's own docs, plus ../shared/data/knowledge_db when present), answer a
+# sample question, then open `lore chat` on a terminal.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lore/target}"
+
+scripts/fetch-model.sh
+cargo build --release --bin lore
+lore="$CARGO_TARGET_DIR/release/lore"
+
+samples=(docs)
+[ -d ../shared/data/knowledge_db ] && samples+=(../shared/data/knowledge_db)
+"$lore" ingest "${samples[@]}"
+"$lore" stats
+echo
+echo '$ lore ask "How do I add documents to lore?"'
+"$lore" ask "How do I add documents to lore?"
+if [ -d ../shared/data/knowledge_db ]; then
+  echo
+  echo '$ lore ask "什么是支持向量机的核函数？"'
+  "$lore" ask "什么是支持向量机的核函数？"
+fi
+if [ -t 0 ]; then
+  "$lore" chat
+fi

@@ -1,0 +1,273 @@
+//! `lore bench`: ingest throughput and search latency, measured side by side in one run.
+//! Search latency is the store call alone (query vectors are computed beforehand), which is
+//! what the p99 target is about.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::app::App;
+use crate::config::Settings;
+use crate::embed::bm25::Bm25Encoder;
+use crate::store::edge::EdgeStore;
+use crate::store::{
+    Chunk, KnowledgeStore, SearchRequest, SparseVector, StoreQuery, StoredChunk, TenantScope,
+};
+
+/// Latency percentiles in milliseconds.
+#[derive(Debug, Serialize)]
+pub struct Latency {
+    pub mode: String,
+    pub queries: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// Ingests `corpus` into a fresh store under `work` and reports throughput and latency.
+pub async fn corpus(settings: &Settings, corpus: &Path, work: &Path) -> Result<()> {
+    let mut settings = settings.clone();
+    settings.store.data_dir = work.join("corpus");
+    let app = App::open(settings).await?;
+    let started = Instant::now();
+    let report = app
+        .ingestor
+        .ingest(&[corpus.display().to_string()], "bench", false)
+        .await?;
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "ingest {}: {} files, {} chunks in {:.1} s = {:.1} chunks/s; embedding {:.1} s ({:.0}% of the time); errors {}",
+        corpus.display(),
+        report.files,
+        report.chunks,
+        seconds,
+        report.chunks as f64 / seconds,
+        report.embed_seconds,
+        100.0 * report.embed_seconds / seconds,
+        report.errors.len()
+    );
+    // Queries: the first sentence of every 7th chunk's neighbourhood is not available here,
+    // so use short fixed questions in both languages, repeated.
+    let questions = [
+        "什么是支持向量机",
+        "贝叶斯分类器的推导",
+        "强化学习中的策略梯度",
+        "如何写出清晰的提示词",
+        "文本概括的技巧",
+        "what is a kernel function",
+        "聊天机器人的系统消息",
+        "PCA 主成分分析",
+    ];
+    let bm25 = Bm25Encoder::new();
+    let mut queries = Vec::new();
+    for q in questions {
+        let dense = match &app.embedder {
+            Some(e) => Some(e.embed_query(q).await?),
+            None => None,
+        };
+        queries.push((dense, bm25.query(q)));
+    }
+    let queries: Vec<_> = queries.iter().cycle().take(400).cloned().collect();
+    for latency in search_latencies(app.store.as_ref(), "bench", &queries, 5).await? {
+        print_latency(&latency);
+    }
+    Ok(())
+}
+
+/// Fills a fresh store with `n` synthetic chunks (text sampled from `vocabulary_from`,
+/// random unit vectors of `dim` dimensions) and reports search latency.
+pub async fn synthetic(n: usize, dim: usize, vocabulary_from: &Path, work: &Path) -> Result<()> {
+    let vocabulary = vocabulary(vocabulary_from)?;
+    let bm25 = Bm25Encoder::new();
+    let store = EdgeStore::open(&work.join("synthetic"), Some(("synthetic".into(), dim)))?;
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let started = Instant::now();
+    let mut batch = Vec::with_capacity(1000);
+    for i in 0..n {
+        let words = 40 + (rng.next() % 80) as usize;
+        let text: String = (0..words)
+            .map(|_| vocabulary[(rng.next() % vocabulary.len() as u64) as usize].as_str())
+            .collect();
+        batch.push(StoredChunk {
+            sparse: bm25.document(&text),
+            dense: Some(unit_vector(&mut rng, dim)),
+            chunk: Chunk {
+                // Ten tenants, so the tenant filter does real work.
+                tenant: format!("t{}", i % 10),
+                source: format!("synthetic/{}", i / 50),
+                index: (i % 50) as u32,
+                text,
+                page: None,
+                heading: None,
+                timestamp: None,
+                start: 0,
+                end: 0,
+                source_hash: String::new(),
+            },
+        });
+        if batch.len() == 1000 {
+            store.upsert(std::mem::take(&mut batch)).await?;
+        }
+    }
+    store.upsert(batch).await?;
+    let upserted = started.elapsed().as_secs_f64();
+    store.commit().await?;
+    let indexed = started.elapsed().as_secs_f64() - upserted;
+    let stats = store.stats().await?;
+    println!(
+        "synthetic: {n} chunks ({dim}-d) upserted in {upserted:.1} s ({:.0} chunks/s, BM25 included), optimised in {indexed:.1} s; {} indexed vectors, {} MiB on disk",
+        n as f64 / upserted,
+        stats.indexed_vectors,
+        stats.bytes_on_disk >> 20
+    );
+    let queries: Vec<_> = (0..500)
+        .map(|_| {
+            let words = 3 + (rng.next() % 5) as usize;
+            let text: String = (0..words)
+                .map(|_| vocabulary[(rng.next() % vocabulary.len() as u64) as usize].as_str())
+                .collect();
+            (Some(unit_vector(&mut rng, dim)), bm25.query(&text))
+        })
+        .collect();
+    for latency in search_latencies(&store, "t3", &queries, 5).await? {
+        print_latency(&latency);
+    }
+    Ok(())
+}
+
+fn print_latency(l: &Latency) {
+    println!(
+        "search {:<7} top-5: p50 {:.3} ms, p99 {:.3} ms over {} queries",
+        l.mode, l.p50_ms, l.p99_ms, l.queries
+    );
+}
+
+/// Times the store call for each mode over the same queries, interleaved so machine noise
+/// hits every mode alike.
+async fn search_latencies(
+    store: &dyn KnowledgeStore,
+    tenant: &str,
+    queries: &[(Option<Vec<f32>>, SparseVector)],
+    k: usize,
+) -> Result<Vec<Latency>> {
+    let modes: &[&str] = if store.dense_dimension().is_some() {
+        &["dense", "sparse", "hybrid"]
+    } else {
+        &["sparse"]
+    };
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
+    let scope = TenantScope::only(tenant);
+    for (dense, sparse) in queries {
+        for (m, mode) in modes.iter().enumerate() {
+            let query = match *mode {
+                "dense" => StoreQuery::Dense(dense.clone().expect("dense store")),
+                "sparse" => StoreQuery::Sparse(sparse.clone()),
+                _ => StoreQuery::Hybrid {
+                    dense: dense.clone().expect("dense store"),
+                    sparse: sparse.clone(),
+                    rrf_k: 60,
+                },
+            };
+            let started = Instant::now();
+            store
+                .search(SearchRequest {
+                    scope: scope.clone(),
+                    query,
+                    limit: k,
+                    candidates: k * 4,
+                    with_vectors: true,
+                })
+                .await?;
+            times[m].push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    Ok(modes
+        .iter()
+        .zip(times)
+        .map(|(mode, mut t)| {
+            t.sort_by(f64::total_cmp);
+            Latency {
+                mode: mode.to_string(),
+                queries: t.len(),
+                p50_ms: percentile(&t, 0.50),
+                p99_ms: percentile(&t, 0.99),
+            }
+        })
+        .collect())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Words for synthetic text: the CMRC passages cut at punctuation and spaces into short
+/// runs, so BM25 sees a realistic Chinese vocabulary.
+fn vocabulary(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("reading vocabulary source {}: {e}", path.display()))?;
+    let mut words: Vec<String> = text
+        .split(|c: char| !(c.is_alphanumeric()))
+        .filter(|w| !w.is_empty())
+        .flat_map(|w| {
+            let chars: Vec<char> = w.chars().collect();
+            chars
+                .chunks(2)
+                .map(|c| c.iter().collect::<String>())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    words.sort();
+    words.dedup();
+    anyhow::ensure!(!words.is_empty(), "no words in {}", path.display());
+    Ok(words)
+}
+
+fn unit_vector(rng: &mut XorShift, dim: usize) -> Vec<f32> {
+    let v: Vec<f32> = (0..dim)
+        .map(|_| (rng.next() % 20_000) as f32 / 10_000.0 - 1.0)
+        .collect();
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
+    v.into_iter().map(|x| x / norm).collect()
+}
+
+/// A tiny deterministic generator, so runs are comparable.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Default location of the shared corpus, beside the repository.
+pub fn default_shared(rel: &str) -> PathBuf {
+    PathBuf::from("../shared/data").join(rel)
+}
+
+/// Runs the whole benchmark.
+pub async fn run(
+    settings: &Settings,
+    synthetic_chunks: usize,
+    corpus_dir: Option<PathBuf>,
+) -> Result<()> {
+    let work = tempfile::tempdir()?;
+    let corpus_dir = corpus_dir.unwrap_or_else(|| default_shared("knowledge_db"));
+    corpus(settings, &corpus_dir, work.path()).await?;
+    if synthetic_chunks > 0 {
+        synthetic(
+            synthetic_chunks,
+            384,
+            &default_shared("qa/cmrc2018_trial.json"),
+            work.path(),
+        )
+        .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,347 @@
+//! The `lore` command line: argument parsing and printing. Work happens in the library.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use crate::answer;
+use crate::app::App;
+use crate::config::Settings;
+use crate::retrieve::{Retrieval, SearchMode};
+use crate::store::TenantScope;
+
+/// lore: a team knowledge-base assistant.
+#[derive(Debug, Parser)]
+#[command(name = "lore", version, about)]
+pub struct Cli {
+    /// Extra settings file, layered over the built-in settings.toml defaults.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where the knowledge base lives (overrides store.data_dir).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Knowledge-base tenant: every read and write is limited to it.
+    #[arg(long, global = true, env = "LORE_TENANT", default_value = "global")]
+    pub tenant: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Add files, directories (recursively) or http(s) URLs to the knowledge base.
+    Ingest {
+        #[arg(required = true, value_name = "PATH_OR_URL")]
+        inputs: Vec<String>,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Search the knowledge base.
+    Search {
+        /// The query (omit with --batch).
+        #[arg(required_unless_present = "batch")]
+        query: Option<String>,
+        /// Results per query.
+        #[arg(short, long)]
+        k: Option<usize>,
+        #[arg(long, value_enum)]
+        mode: Option<SearchMode>,
+        /// One JSON object per result line.
+        #[arg(long)]
+        json: bool,
+        /// Answer every line of FILE (or - for stdin) as a query, in one process.
+        #[arg(long, value_name = "FILE", conflicts_with = "query")]
+        batch: Option<String>,
+    },
+    /// Answer a question from the knowledge base, with numbered sources.
+    Ask {
+        question: String,
+        #[arg(long, value_enum)]
+        mode: Option<SearchMode>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Interactive chat over the knowledge base (reads lines from stdin when piped).
+    Chat {
+        #[arg(long, value_enum)]
+        mode: Option<SearchMode>,
+    },
+    /// List the sources in the knowledge base.
+    Sources {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete every chunk of one source.
+    Forget { source: String },
+    /// Sources, chunks and bytes on disk.
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure ingest throughput and search latency (fresh stores in a temporary dir).
+    Bench {
+        /// Corpus to ingest (default ../shared/data/knowledge_db).
+        #[arg(long)]
+        corpus: Option<PathBuf>,
+        /// Synthetic chunks for the latency-at-scale run (0 skips it).
+        #[arg(long, default_value_t = 100_000)]
+        synthetic: usize,
+    },
+}
+
+/// Runs one command.
+pub async fn run(cli: Cli) -> Result<()> {
+    let mut settings = Settings::load(cli.config.as_deref(), std::env::vars())?;
+    if let Some(dir) = cli.data_dir {
+        settings.store.data_dir = dir;
+    }
+    if let Command::Bench { corpus, synthetic } = cli.command {
+        return crate::bench::run(&settings, synthetic, corpus).await;
+    }
+    let app = App::open(settings).await?;
+    let scope = TenantScope::only(&cli.tenant);
+    match cli.command {
+        Command::Ingest { inputs, json } => ingest(&app, &inputs, &cli.tenant, json).await,
+        Command::Search {
+            query,
+            k,
+            mode,
+            json,
+            batch,
+        } => {
+            let k = k.unwrap_or(app.settings.retrieval.top_k);
+            match batch {
+                Some(file) => search_batch(&app, &scope, &file, k, mode, json).await,
+                None => {
+                    let query = query.expect("clap requires a query without --batch");
+                    let retrieval = app.retriever.search(&scope, &query, mode, k).await?;
+                    print_hits(&retrieval, None, json)
+                }
+            }
+        }
+        Command::Ask {
+            question,
+            mode,
+            json,
+        } => {
+            let k = app.settings.retrieval.top_k;
+            let retrieval = app.retriever.search(&scope, &question, mode, k).await?;
+            let answer = answer::extractive(&question, &retrieval);
+            if json {
+                println!("{}", serde_json::to_string(&answer)?);
+            } else {
+                println!("{}", answer.render());
+            }
+            Ok(())
+        }
+        Command::Chat { mode } => chat(&app, &scope, mode).await,
+        Command::Sources { json } => {
+            let sources = app.store.sources(&scope).await?;
+            for s in &sources {
+                if json {
+                    println!("{}", serde_json::to_string(s)?);
+                } else {
+                    println!("{:>6} chunks  {}", s.chunks, s.source);
+                }
+            }
+            if !json && sources.is_empty() {
+                println!("no sources in tenant {}", cli.tenant);
+            }
+            Ok(())
+        }
+        Command::Forget { source } => {
+            let removed = app.store.delete_source(&cli.tenant, &source).await?;
+            app.store.commit().await?;
+            if removed == 0 {
+                anyhow::bail!("no source named {source:?} in tenant {}", cli.tenant);
+            }
+            println!("forgot {source}: {removed} chunks removed");
+            Ok(())
+        }
+        Command::Stats { json } => {
+            let stats = app.store.stats().await?;
+            let sources = app.store.sources(&scope).await?;
+            let tenant_chunks: usize = sources.iter().map(|s| s.chunks).sum();
+            let dense = app.embedder.as_ref().map(|e| e.id().to_owned());
+            if json {
+                println!(
+                    "{}",
+                    json!({
+                        "tenant": cli.tenant,
+                        "sources": sources.len(),
+                        "chunks": tenant_chunks,
+                        "total_chunks": stats.chunks,
+                        "indexed_vectors": stats.indexed_vectors,
+                        "segments": stats.segments,
+                        "bytes_on_disk": stats.bytes_on_disk,
+                        "dense_embedder": dense,
+                    })
+                );
+            } else {
+                println!("tenant          {}", cli.tenant);
+                println!("sources         {}", sources.len());
+                println!(
+                    "chunks          {tenant_chunks} (all tenants: {})",
+                    stats.chunks
+                );
+                println!("bytes on disk   {}", stats.bytes_on_disk);
+                println!(
+                    "dense embedder  {}",
+                    dense.as_deref().unwrap_or("none (sparse-only)")
+                );
+            }
+            Ok(())
+        }
+        Command::Bench { .. } => unreachable!("handled before the store is opened"),
+    }
+}
+
+async fn ingest(app: &App, inputs: &[String], tenant: &str, json: bool) -> Result<()> {
+    let progress = std::io::stderr().is_terminal() && !json;
+    let report = app.ingestor.ingest(inputs, tenant, progress).await?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        for name in &report.unsupported {
+            println!("skipped {name}: unsupported file type");
+        }
+        for (source, error) in &report.errors {
+            println!("error   {source}: {error}");
+        }
+        println!(
+            "ingested {} files ({} pages, {} chunks); {} unchanged, {} unsupported, {} errors; {:.1} s ({:.1} s embedding)",
+            report.files,
+            report.pages,
+            report.chunks,
+            report.unchanged,
+            report.unsupported.len(),
+            report.errors.len(),
+            report.seconds,
+            report.embed_seconds,
+        );
+    }
+    Ok(())
+}
+
+async fn search_batch(
+    app: &App,
+    scope: &TenantScope,
+    file: &str,
+    k: usize,
+    mode: Option<SearchMode>,
+    json: bool,
+) -> Result<()> {
+    let reader: Box<dyn BufRead> = if file == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::io::BufReader::new(
+            std::fs::File::open(file).with_context(|| format!("opening batch file {file}"))?,
+        ))
+    };
+    for (line_no, line) in reader.lines().enumerate() {
+        let line = line.with_context(|| format!("reading batch file {file}"))?;
+        let query = line.trim();
+        if query.is_empty() {
+            continue;
+        }
+        let retrieval = app.retriever.search(scope, query, mode, k).await?;
+        if !json {
+            println!("# {line_no}: {query}");
+        }
+        print_hits(&retrieval, Some(line_no), json)?;
+    }
+    Ok(())
+}
+
+fn print_hits(retrieval: &Retrieval, query: Option<usize>, json: bool) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    for (i, hit) in retrieval.hits.iter().enumerate() {
+        let c = &hit.chunk;
+        if json {
+            let mut line = json!({
+                "rank": i + 1,
+                "score": hit.score,
+                "source": c.source,
+                "page": c.page,
+                "heading": c.heading,
+                "timestamp": c.timestamp,
+                "text": c.text,
+            });
+            if let Some(q) = query {
+                line["query"] = json!(q);
+            }
+            writeln!(out, "{line}")?;
+        } else {
+            let citation = answer::Citation {
+                n: i + 1,
+                source: c.source.clone(),
+                page: c.page,
+                heading: c.heading.clone(),
+                timestamp: c.timestamp.clone(),
+            };
+            let preview: String = c.text.split_whitespace().collect::<Vec<_>>().join(" ");
+            let preview: String = preview.chars().take(200).collect();
+            writeln!(
+                out,
+                "{}. [{:.4}] {}\n   {preview}",
+                i + 1,
+                hit.score,
+                citation.label()
+            )?;
+        }
+    }
+    if !json && retrieval.hits.is_empty() {
+        writeln!(out, "no results")?;
+    }
+    Ok(())
+}
+
+/// Terminal chat: one conversation for the session. Without an LLM, a follow-up that
+/// finds nothing on its own is retried together with the previous question.
+async fn chat(app: &App, scope: &TenantScope, mode: Option<SearchMode>) -> Result<()> {
+    let interactive = std::io::stdin().is_terminal();
+    if interactive {
+        println!(
+            "lore chat: ask about tenant {:?}. /reset forgets the conversation, /exit leaves.",
+            scope.tenants()[0]
+        );
+    }
+    let k = app.settings.retrieval.top_k;
+    let mut history: Vec<String> = Vec::new();
+    let stdin = std::io::stdin();
+    loop {
+        if interactive {
+            print!("> ");
+            std::io::stdout().flush()?;
+        }
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            break;
+        }
+        let question = line.trim();
+        match question {
+            "" => continue,
+            "/exit" | "/quit" => break,
+            "/reset" => {
+                history.clear();
+                println!("conversation cleared");
+                continue;
+            }
+            _ => {}
+        }
+        let mut retrieval = app.retriever.search(scope, question, mode, k).await?;
+        if !retrieval.evidence
+            && let Some(previous) = history.last()
+        {
+            let combined = format!("{previous} {question}");
+            retrieval = app.retriever.search(scope, &combined, mode, k).await?;
+        }
+        println!("{}\n", answer::extractive(question, &retrieval).render());
+        history.push(question.to_owned());
+    }
+    Ok(())
+}

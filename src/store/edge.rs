@@ -1,0 +1,461 @@
+//! Embedded Qdrant (qdrant-edge): the default store, persistent under the data dir.
+//! The engine is synchronous, so every call runs on `spawn_blocking`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use qdrant_edge::external::serde_json::{self, Value};
+use qdrant_edge::{
+    AnyVariants, Condition, CreateIndex, Distance, EdgeConfig, EdgeShard, EdgeSparseVectorParams,
+    EdgeVectorParams, FacetRequest, FacetValue, FieldCondition, FieldIndexOperations, Filter,
+    Fusion, KeywordIndexParams, Match, Modifier, NamedQuery, PayloadFieldSchema,
+    PayloadSchemaParams, PointId, PointInsertOperations, PointOperations, PointStruct, Prefetch,
+    QueryEnum, QueryRequest, ScoredPoint, ScoringQuery, UpdateOperation, ValueVariants,
+    VectorInternal, VectorStructInternal, Vectors, WithPayloadInterface, WithVector,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    Chunk, Hit, KnowledgeStore, SearchRequest, SourceSummary, SparseVector, StoreError, StoreQuery,
+    StoreStats, StoredChunk, TenantScope, chunk_point_id,
+};
+
+const DENSE: &str = "dense";
+const SPARSE: &str = "bm25";
+const MANIFEST: &str = "lore-store.json";
+/// Bumped when the payload layout or sparse encoding changes incompatibly.
+const FORMAT: u32 = 1;
+
+/// What a store directory was built with, so a mismatched embedder is caught at open.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Manifest {
+    format: u32,
+    /// Embedder id and dimension of the dense vectors, None for sparse-only.
+    dense: Option<(String, usize)>,
+}
+
+/// The embedded Qdrant store.
+pub struct EdgeStore {
+    path: PathBuf,
+    dense_dimension: Option<usize>,
+    // The engine's flush asserts it holds its WAL lock uncontended, so writes and flushes
+    // are serialised here while searches share the lock.
+    shard: Arc<RwLock<EdgeShard>>,
+}
+
+impl EdgeStore {
+    /// Opens (or creates) the store at `path`. `dense` is the configured embedder's id and
+    /// dimension; it must match what the store was built with.
+    pub fn open(path: &Path, dense: Option<(String, usize)>) -> Result<Self, StoreError> {
+        let open_err = |reason: String| StoreError::Open {
+            path: path.display().to_string(),
+            reason,
+        };
+        let wanted = Manifest {
+            format: FORMAT,
+            dense: dense.clone(),
+        };
+        let manifest_path = path.join(MANIFEST);
+        let shard = if manifest_path.is_file() {
+            let text = std::fs::read_to_string(&manifest_path)
+                .map_err(|e| open_err(format!("reading {MANIFEST}: {e}")))?;
+            let found: Manifest = serde_json::from_str(&text)
+                .map_err(|e| open_err(format!("{MANIFEST} is corrupt: {e}")))?;
+            if found != wanted {
+                return Err(open_err(format!(
+                    "it was built with {} but {} is configured; use another data dir \
+                     (--data-dir) for this embedder, or re-ingest into a fresh one",
+                    describe(&found.dense),
+                    describe(&wanted.dense)
+                )));
+            }
+            EdgeShard::load(path, None).map_err(|e| open_err(e.to_string()))?
+        } else {
+            std::fs::create_dir_all(path).map_err(|e| open_err(e.to_string()))?;
+            let shard = EdgeShard::new(path, edge_config(dense.as_ref().map(|d| d.1)))
+                .map_err(|e| open_err(e.to_string()))?;
+            create_payload_indexes(&shard).map_err(|e| open_err(e.to_string()))?;
+            let text = serde_json::to_string_pretty(&wanted).expect("manifest serialises");
+            std::fs::write(&manifest_path, text)
+                .map_err(|e| open_err(format!("writing {MANIFEST}: {e}")))?;
+            shard
+        };
+        Ok(Self {
+            path: path.to_owned(),
+            dense_dimension: dense.map(|d| d.1),
+            shard: Arc::new(RwLock::new(shard)),
+        })
+    }
+
+    /// Runs `f` on a blocking thread with shared access to the shard.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&EdgeShard) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let shard = self.shard.clone();
+        tokio::task::spawn_blocking(move || {
+            let guard = shard.read().map_err(|_| poisoned())?;
+            f(&guard)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// Runs `f` on a blocking thread with exclusive access to the shard.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&EdgeShard) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let shard = self.shard.clone();
+        tokio::task::spawn_blocking(move || {
+            let guard = shard.write().map_err(|_| poisoned())?;
+            f(&guard)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+fn describe(dense: &Option<(String, usize)>) -> String {
+    match dense {
+        Some((id, dim)) => format!("dense embedder {id} ({dim} dimensions)"),
+        None => "no dense embedder (sparse-only)".to_owned(),
+    }
+}
+
+fn poisoned() -> StoreError {
+    StoreError::Backend("a previous store operation panicked".into())
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn edge_config(dense_dimension: Option<usize>) -> EdgeConfig {
+    let mut config = EdgeConfig {
+        sparse_vectors: HashMap::from([(
+            SPARSE.to_owned(),
+            EdgeSparseVectorParams {
+                modifier: Some(Modifier::Idf),
+                ..Default::default()
+            },
+        )]),
+        ..Default::default()
+    };
+    if let Some(size) = dense_dimension {
+        config.vectors.insert(
+            DENSE.to_owned(),
+            EdgeVectorParams {
+                size,
+                distance: Distance::Cosine,
+                on_disk: None,
+                multivector_config: None,
+                datatype: None,
+                quantization_config: None,
+                hnsw_config: None,
+            },
+        );
+    }
+    config
+}
+
+fn create_payload_indexes(shard: &EdgeShard) -> Result<(), qdrant_edge::OperationError> {
+    for (field, is_tenant) in [("tenant", true), ("source", false)] {
+        let schema =
+            PayloadFieldSchema::FieldParams(PayloadSchemaParams::Keyword(KeywordIndexParams {
+                r#type: Default::default(),
+                is_tenant: Some(is_tenant),
+                on_disk: None,
+                enable_hnsw: None,
+            }));
+        shard.update(UpdateOperation::FieldIndexOperation(
+            FieldIndexOperations::CreateIndex(CreateIndex {
+                field_name: field.try_into().expect("valid field name"),
+                field_schema: Some(schema),
+            }),
+        ))?;
+    }
+    Ok(())
+}
+
+fn keyword(field: &str, value: &str) -> Condition {
+    Condition::Field(FieldCondition::new_match(
+        field.try_into().expect("valid field name"),
+        Match::new_value(ValueVariants::String(value.to_owned())),
+    ))
+}
+
+/// The tenant filter: the one place a scope becomes a Qdrant condition.
+fn scope_filter(scope: &TenantScope) -> Filter {
+    let tenants = scope.tenants().iter().cloned().collect();
+    Filter::new_must(Condition::Field(FieldCondition::new_match(
+        "tenant".try_into().expect("valid field name"),
+        Match::new_any(AnyVariants::Strings(tenants)),
+    )))
+}
+
+fn source_filter(tenant: &str, source: &str) -> Filter {
+    Filter {
+        must: Some(vec![keyword("tenant", tenant), keyword("source", source)]),
+        ..Default::default()
+    }
+}
+
+fn to_point(stored: StoredChunk) -> Result<PointStruct, StoreError> {
+    let StoredChunk {
+        chunk,
+        dense,
+        sparse,
+    } = stored;
+    let id = chunk_point_id(&chunk.tenant, &chunk.source, chunk.index);
+    let sparse = qdrant_edge::SparseVector {
+        indices: sparse.indices,
+        values: sparse.values,
+    };
+    let mut vectors: Vec<(&str, qdrant_edge::Vector)> = vec![(SPARSE, sparse.into())];
+    if let Some(dense) = dense {
+        vectors.push((DENSE, dense.into()));
+    }
+    let payload = serde_json::to_value(&chunk).map_err(backend)?;
+    Ok(PointStruct::new(
+        PointId::Uuid(id),
+        Vectors::new_named(vectors),
+        payload,
+    ))
+}
+
+fn to_hit(point: ScoredPoint) -> Result<Hit, StoreError> {
+    let payload = point
+        .payload
+        .ok_or_else(|| StoreError::Backend("point without payload".into()))?;
+    let chunk: Chunk = serde_json::from_value(Value::Object(payload.0)).map_err(backend)?;
+    let (mut dense, mut sparse) = (None, None);
+    if let Some(VectorStructInternal::Named(mut named)) = point.vector {
+        if let Some(VectorInternal::Dense(v)) = named.remove(DENSE) {
+            dense = Some(v);
+        }
+        if let Some(VectorInternal::Sparse(v)) = named.remove(SPARSE) {
+            sparse = Some(SparseVector {
+                indices: v.indices,
+                values: v.values,
+            });
+        }
+    }
+    Ok(Hit {
+        score: point.score,
+        chunk,
+        dense,
+        sparse,
+    })
+}
+
+fn nearest(vector: VectorInternal, using: &str) -> ScoringQuery {
+    ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery {
+        query: vector,
+        using: Some(using.to_owned()),
+    }))
+}
+
+fn edge_sparse(v: SparseVector) -> VectorInternal {
+    VectorInternal::Sparse(qdrant_edge::SparseVector {
+        indices: v.indices,
+        values: v.values,
+    })
+}
+
+fn build_query(request: SearchRequest) -> QueryRequest {
+    let filter = scope_filter(&request.scope);
+    let prefetch = |query: ScoringQuery| Prefetch {
+        prefetches: vec![],
+        query: Some(query),
+        limit: request.candidates.max(request.limit),
+        params: None,
+        filter: Some(filter.clone()),
+        score_threshold: None,
+    };
+    let (prefetches, query) = match request.query {
+        StoreQuery::Dense(v) => (vec![], nearest(VectorInternal::Dense(v), DENSE)),
+        StoreQuery::Sparse(v) => (vec![], nearest(edge_sparse(v), SPARSE)),
+        StoreQuery::Hybrid {
+            dense,
+            sparse,
+            rrf_k,
+        } => (
+            vec![
+                prefetch(nearest(VectorInternal::Dense(dense), DENSE)),
+                prefetch(nearest(edge_sparse(sparse), SPARSE)),
+            ],
+            ScoringQuery::Fusion(Fusion::Rrf {
+                k: rrf_k as usize,
+                weights: None,
+            }),
+        ),
+    };
+    QueryRequest {
+        prefetches,
+        query: Some(query),
+        filter: Some(filter),
+        score_threshold: None,
+        limit: request.limit,
+        offset: 0,
+        params: None,
+        with_vector: WithVector::Bool(request.with_vectors),
+        with_payload: WithPayloadInterface::Bool(true),
+    }
+}
+
+fn dir_size(path: &Path) -> u64 {
+    walkdir::WalkDir::new(path)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}
+
+#[async_trait]
+impl KnowledgeStore for EdgeStore {
+    fn dense_dimension(&self) -> Option<usize> {
+        self.dense_dimension
+    }
+
+    async fn upsert(&self, chunks: Vec<StoredChunk>) -> Result<(), StoreError> {
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        if let Some(bad) = chunks
+            .iter()
+            .find(|c| c.dense.as_ref().map(Vec::len) != self.dense_dimension)
+        {
+            return Err(StoreError::Backend(format!(
+                "chunk {} of {} has a dense vector of {:?} dimensions; the store expects {:?}",
+                bad.chunk.index,
+                bad.chunk.source,
+                bad.dense.as_ref().map(Vec::len),
+                self.dense_dimension
+            )));
+        }
+        let points = chunks
+            .into_iter()
+            .map(|c| to_point(c).map(Into::into))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.write(move |shard| {
+            shard
+                .update(UpdateOperation::PointOperation(
+                    PointOperations::UpsertPoints(PointInsertOperations::PointsList(points)),
+                ))
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn delete_source(&self, tenant: &str, source: &str) -> Result<usize, StoreError> {
+        let filter = source_filter(tenant, source);
+        self.write(move |shard| {
+            let count = shard
+                .count(qdrant_edge::CountRequest {
+                    filter: Some(filter.clone()),
+                    exact: true,
+                })
+                .map_err(backend)?;
+            if count > 0 {
+                shard
+                    .update(UpdateOperation::PointOperation(
+                        PointOperations::DeletePointsByFilter(filter),
+                    ))
+                    .map_err(backend)?;
+            }
+            Ok(count)
+        })
+        .await
+    }
+
+    async fn source_hash(&self, tenant: &str, source: &str) -> Result<Option<String>, StoreError> {
+        let id = PointId::Uuid(chunk_point_id(tenant, source, 0));
+        self.read(move |shard| {
+            let records = shard
+                .retrieve(&[id], Some(WithPayloadInterface::Bool(true)), None)
+                .map_err(backend)?;
+            Ok(records.into_iter().next().and_then(|r| {
+                r.payload.and_then(|p| {
+                    p.0.get("source_hash")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                })
+            }))
+        })
+        .await
+    }
+
+    async fn search(&self, request: SearchRequest) -> Result<Vec<Hit>, StoreError> {
+        if matches!(
+            request.query,
+            StoreQuery::Dense(_) | StoreQuery::Hybrid { .. }
+        ) && self.dense_dimension.is_none()
+        {
+            return Err(StoreError::Backend(
+                "this store has no dense vectors; search it in sparse mode".into(),
+            ));
+        }
+        let query = build_query(request);
+        self.read(move |shard| {
+            let points = shard.query(query).map_err(backend)?;
+            points.into_iter().map(to_hit).collect()
+        })
+        .await
+    }
+
+    async fn sources(&self, scope: &TenantScope) -> Result<Vec<SourceSummary>, StoreError> {
+        let filter = scope_filter(scope);
+        self.read(move |shard| {
+            let response = shard
+                .facet(FacetRequest {
+                    key: "source".try_into().expect("valid field name"),
+                    limit: usize::MAX >> 1,
+                    filter: Some(filter),
+                    exact: true,
+                })
+                .map_err(backend)?;
+            let mut sources: Vec<SourceSummary> = response
+                .hits
+                .into_iter()
+                .filter_map(|hit| match hit.value {
+                    FacetValue::Keyword(source) => Some(SourceSummary {
+                        source,
+                        chunks: hit.count,
+                    }),
+                    _ => None,
+                })
+                .collect();
+            sources.sort_by(|a, b| a.source.cmp(&b.source));
+            Ok(sources)
+        })
+        .await
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        let path = self.path.clone();
+        self.read(move |shard| {
+            let info = shard.info();
+            Ok(StoreStats {
+                chunks: info.points_count,
+                indexed_vectors: info.indexed_vectors_count,
+                segments: info.segments_count,
+                bytes_on_disk: dir_size(&path),
+            })
+        })
+        .await
+    }
+
+    async fn commit(&self) -> Result<(), StoreError> {
+        self.write(|shard| {
+            shard.optimize().map_err(backend)?;
+            shard.flush();
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,252 @@
+//! The knowledge base end to end through the library: ingest, idempotency, replacement,
+//! forgetting, tenant isolation and persistence, on the embedded Qdrant store.
+
+use std::path::Path;
+
+use lore::app::App;
+use lore::config::Settings;
+use lore::store::TenantScope;
+
+fn settings(data_dir: &Path, extra: &[(&str, &str)]) -> Settings {
+    let mut env = vec![
+        (
+            "LORE_STORE__DATA_DIR".to_owned(),
+            data_dir.display().to_string(),
+        ),
+        // Sparse-only keeps these tests independent of the model file; the model has its own tests.
+        ("LORE_EMBEDDING__PROVIDER".to_owned(), "none".to_owned()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Settings::load(None, env).unwrap()
+}
+
+async fn open(data_dir: &Path) -> App {
+    App::open(settings(data_dir, &[])).await.unwrap()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+const RUST_DOC: &str = "# Ownership\n\nEvery value in Rust has a single owner. When the owner goes out of scope the value is dropped.\n\n## Borrowing\n\nReferences borrow a value without taking ownership; the borrow checker enforces the rules.\n";
+const TEA_DOC: &str = "乌龙茶是一种半发酵茶，主要产自福建和台湾。泡乌龙茶的水温一般在九十五度左右。\n\n绿茶不发酵，龙井和碧螺春都是有名的绿茶。";
+
+async fn top_source(app: &App, tenant: &str, query: &str) -> Option<String> {
+    let r = app
+        .retriever
+        .search(&TenantScope::only(tenant), query, None, 3)
+        .await
+        .unwrap();
+    r.hits.first().map(|h| h.chunk.source.clone())
+}
+
+#[tokio::test]
+async fn ingest_search_reingest_change_and_forget() {
+    let docs = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let rust = write(docs.path(), "rust.md", RUST_DOC);
+    let tea = write(docs.path(), "tea.txt", TEA_DOC);
+    write(docs.path(), "image.xyz", "binary-ish");
+    write(
+        docs.path(),
+        "broken.pdf",
+        "%PDF-1.7 this is not really a pdf",
+    );
+
+    let app = open(data.path()).await;
+    let inputs = [docs.path().display().to_string()];
+    let report = app.ingestor.ingest(&inputs, "t", false).await.unwrap();
+    assert_eq!(report.files, 2, "{report:?}");
+    assert_eq!(report.unsupported.len(), 1, "{report:?}");
+    assert!(report.unsupported[0].ends_with("image.xyz"));
+    assert_eq!(report.errors.len(), 1, "{report:?}");
+    assert!(report.errors[0].0.ends_with("broken.pdf"), "{report:?}");
+    let chunks_first = report.chunks;
+    assert!(chunks_first >= 2);
+
+    assert_eq!(
+        top_source(&app, "t", "乌龙茶的水温").await.as_deref(),
+        Some(tea.as_str())
+    );
+    assert_eq!(
+        top_source(&app, "t", "borrow checker").await.as_deref(),
+        Some(rust.as_str())
+    );
+    let hits = app
+        .retriever
+        .search(&TenantScope::only("t"), "borrow checker", None, 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        hits.hits[0].chunk.heading.as_deref(),
+        Some("Ownership > Borrowing")
+    );
+
+    // The same folder again changes nothing.
+    let again = app.ingestor.ingest(&inputs, "t", false).await.unwrap();
+    assert_eq!(
+        (again.files, again.unchanged, again.chunks),
+        (0, 2, 0),
+        "{again:?}"
+    );
+    let stats = app.store.stats().await.unwrap();
+    assert_eq!(stats.chunks, chunks_first);
+
+    // A changed file replaces its chunks: the old text is gone.
+    write(
+        docs.path(),
+        "tea.txt",
+        "红茶是全发酵茶，正山小种产自武夷山。",
+    );
+    let changed = app.ingestor.ingest(&inputs, "t", false).await.unwrap();
+    assert_eq!((changed.files, changed.unchanged), (1, 1), "{changed:?}");
+    let r = app
+        .retriever
+        .search(&TenantScope::only("t"), "乌龙茶 水温 九十五度", None, 5)
+        .await
+        .unwrap();
+    assert!(
+        r.hits.iter().all(|h| !h.chunk.text.contains("乌龙茶")),
+        "{:?}",
+        r.hits
+    );
+    assert_eq!(
+        top_source(&app, "t", "正山小种").await.as_deref(),
+        Some(tea.as_str())
+    );
+
+    // Forget removes a source entirely.
+    let removed = app.store.delete_source("t", &tea).await.unwrap();
+    assert!(removed >= 1);
+    let sources = app.store.sources(&TenantScope::only("t")).await.unwrap();
+    assert_eq!(sources.len(), 1);
+    assert_eq!(sources[0].source, rust);
+    assert_eq!(top_source(&app, "t", "正山小种").await, None);
+}
+
+#[tokio::test]
+async fn tenants_never_see_each_other() {
+    let docs = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let tea = write(docs.path(), "tea.txt", TEA_DOC);
+    let app = open(data.path()).await;
+    app.ingestor
+        .ingest(&[tea.clone()], "team-a", false)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        top_source(&app, "team-a", "乌龙茶").await.as_deref(),
+        Some(tea.as_str())
+    );
+    assert_eq!(top_source(&app, "team-b", "乌龙茶").await, None);
+    assert!(
+        app.store
+            .sources(&TenantScope::only("team-b"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Forgetting in another tenant touches nothing.
+    assert_eq!(app.store.delete_source("team-b", &tea).await.unwrap(), 0);
+    assert_eq!(
+        top_source(&app, "team-a", "乌龙茶").await.as_deref(),
+        Some(tea.as_str())
+    );
+    // A scope with the global tenant sees both.
+    app.ingestor
+        .ingest(&[write(docs.path(), "g.md", RUST_DOC)], "global", false)
+        .await
+        .unwrap();
+    let both = TenantScope::with_global("team-a", "global");
+    let r = app
+        .retriever
+        .search(&both, "borrow checker", None, 3)
+        .await
+        .unwrap();
+    assert!(r.hits[0].chunk.source.ends_with("g.md"));
+}
+
+#[tokio::test]
+async fn knowledge_survives_a_restart() {
+    let docs = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let rust = write(docs.path(), "rust.md", RUST_DOC);
+    {
+        let app = open(data.path()).await;
+        app.ingestor
+            .ingest(&[rust.clone()], "t", false)
+            .await
+            .unwrap();
+    }
+    let app = open(data.path()).await;
+    assert_eq!(
+        top_source(&app, "t", "borrow checker").await.as_deref(),
+        Some(rust.as_str())
+    );
+    let again = app.ingestor.ingest(&[rust], "t", false).await.unwrap();
+    assert_eq!(again.unchanged, 1);
+}
+
+#[tokio::test]
+async fn unrelated_question_has_no_evidence() {
+    let docs = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let app = open(data.path()).await;
+    app.ingestor
+        .ingest(&[write(docs.path(), "tea.txt", TEA_DOC)], "t", false)
+        .await
+        .unwrap();
+    let scope = TenantScope::only("t");
+    let related = app
+        .retriever
+        .search(&scope, "乌龙茶产自哪里", None, 3)
+        .await
+        .unwrap();
+    assert!(related.evidence);
+    let unrelated = app
+        .retriever
+        .search(&scope, "how do I configure kubernetes ingress", None, 3)
+        .await
+        .unwrap();
+    assert!(!unrelated.evidence, "{:?}", unrelated.hits);
+    let answer = lore::answer::extractive("how do I configure kubernetes ingress", &unrelated);
+    assert!(!answer.grounded);
+    assert!(answer.citations.is_empty());
+}
+
+#[tokio::test]
+async fn oversized_file_is_an_error_and_others_still_go_in() {
+    let docs = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    write(docs.path(), "big.txt", &"x".repeat(2 * 1024 * 1024));
+    write(docs.path(), "small.md", RUST_DOC);
+    let app = App::open(settings(data.path(), &[("LORE_INGEST__MAX_FILE_MIB", "1")]))
+        .await
+        .unwrap();
+    let report = app
+        .ingestor
+        .ingest(&[docs.path().display().to_string()], "t", false)
+        .await
+        .unwrap();
+    assert_eq!(report.files, 1, "{report:?}");
+    assert_eq!(report.errors.len(), 1);
+    assert!(report.errors[0].0.ends_with("big.txt"));
+}
+
+#[tokio::test]
+async fn store_built_with_one_embedder_refuses_another() {
+    let data = tempfile::tempdir().unwrap();
+    drop(open(data.path()).await);
+    let dir = data.path().join("knowledge");
+    let err = lore::store::edge::EdgeStore::open(&dir, Some(("some-model".into(), 8)))
+        .err()
+        .expect("mismatched embedder must not open");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("sparse-only") && msg.contains("some-model"),
+        "{msg}"
+    );
+}
