@@ -1,0 +1,1 @@
+//! Vendor layer tests against local protocol fakes.
