@@ -6,6 +6,8 @@ use super::{ChatMessage, ChatRequest, LlmError, LlmSettings, Secrets, TextStream
 
 mod fakes;
 mod openai;
+mod qianfan;
+mod zhipu;
 
 /// Settings for `provider` at a fake: short timeout, no retries, no rate limit.
 fn llm(provider: &str, base_url: &str, model: &str) -> LlmSettings {
