@@ -10,7 +10,7 @@ use reqwest::{RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::error::Kind;
-use super::{LlmError, TextStream};
+use super::{LlmError, Secret, TextStream};
 
 /// A vendor's own reading of an error body, given the HTTP status; `None` falls back to the status.
 pub(crate) type BodyClassifier = fn(StatusCode, &str) -> Option<Kind>;
@@ -22,6 +22,8 @@ pub(crate) struct Transport {
     vendor: &'static str,
     timeout: Duration,
     classify_body: BodyClassifier,
+    /// Secrets to blank out of error bodies, for vendors that echo what they were sent.
+    redact: Vec<Secret>,
 }
 
 impl Transport {
@@ -30,6 +32,7 @@ impl Transport {
         vendor: &'static str,
         timeout: Duration,
         classify_body: BodyClassifier,
+        redact: Vec<Secret>,
     ) -> Result<Self, LlmError> {
         // No overall request timeout: a long answer may stream for minutes; we bound the gaps instead.
         let client = reqwest::Client::builder()
@@ -42,6 +45,7 @@ impl Transport {
             vendor,
             timeout,
             classify_body,
+            redact,
         })
     }
 
@@ -89,7 +93,10 @@ impl Transport {
             return Ok(response);
         }
         let retry_after = retry_after(response.headers());
-        let body = self.text(url, response).await.unwrap_or_default();
+        let body = scrub(
+            &self.text(url, response).await.unwrap_or_default(),
+            &self.redact,
+        );
         let kind = (self.classify_body)(status, &body).unwrap_or(match status.as_u16() {
             408 | 425 | 429 | 500..=599 => Kind::Transient,
             413 => Kind::ContextTooLong,
@@ -284,4 +291,12 @@ pub(crate) fn snippet(body: &str) -> String {
         Some((cut, _)) => format!("{}…", &one_line[..cut]),
         None => one_line,
     }
+}
+
+/// `text` with every secret (of a plausible key length) replaced by `***`.
+pub(crate) fn scrub(text: &str, secrets: &[Secret]) -> String {
+    secrets
+        .iter()
+        .filter(|s| s.expose().len() >= 6)
+        .fold(text.to_string(), |t, s| t.replace(s.expose(), "***"))
 }

@@ -23,6 +23,8 @@ pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 pub(crate) trait BearerAuth: Send + Sync + fmt::Debug {
     /// The bearer token, or `None` for servers without authentication (a local vLLM, Ollama).
     fn bearer(&self) -> Result<Option<Secret>, LlmError>;
+    /// The long-lived secrets behind the token, to blank out of echoed error bodies.
+    fn secrets(&self) -> Vec<Secret>;
 }
 
 /// A plain API key.
@@ -32,6 +34,10 @@ pub(crate) struct StaticKey(pub Option<Secret>);
 impl BearerAuth for StaticKey {
     fn bearer(&self) -> Result<Option<Secret>, LlmError> {
         Ok(self.0.clone())
+    }
+
+    fn secrets(&self) -> Vec<Secret> {
+        self.0.iter().cloned().collect()
     }
 }
 
@@ -146,7 +152,7 @@ impl OpenAiChat {
     ) -> Result<Self, LlmError> {
         Ok(OpenAiChat {
             id: format!("{vendor}:{}", opts.model),
-            http: Transport::new(vendor, opts.timeout, classify)?,
+            http: Transport::new(vendor, opts.timeout, classify, auth.secrets())?,
             url: join_url(base_url, "chat/completions"),
             opts,
             auth,

@@ -108,7 +108,12 @@ impl QianfanAuth {
         timeout: Duration,
     ) -> Result<Self, LlmError> {
         Ok(QianfanAuth {
-            http: Transport::new("qianfan", timeout, classify_qianfan_body)?,
+            http: Transport::new(
+                "qianfan",
+                timeout,
+                classify_qianfan_body,
+                vec![key.clone(), secret.clone()],
+            )?,
             url: join_url(base_url, "oauth/2.0/token"),
             key,
             secret,
@@ -316,7 +321,12 @@ impl QianfanChat {
     ) -> Result<Self, LlmError> {
         Ok(QianfanChat {
             id: format!("qianfan:{}", opts.model),
-            http: Transport::new("qianfan", opts.timeout, classify_qianfan_body)?,
+            http: Transport::new(
+                "qianfan",
+                opts.timeout,
+                classify_qianfan_body,
+                vec![key.clone(), secret.clone()],
+            )?,
             auth: std::sync::Arc::new(QianfanAuth::new(base_url, key, secret, opts.timeout)?),
             url: join_url(base_url, &format!("{API_PATH}/chat/{}", opts.model)),
             opts,
@@ -422,7 +432,12 @@ impl QianfanEmbeddings {
     ) -> Result<Self, LlmError> {
         Ok(QianfanEmbeddings {
             name: format!("qianfan:{model}"),
-            http: Transport::new("qianfan", timeout, classify_qianfan_body)?,
+            http: Transport::new(
+                "qianfan",
+                timeout,
+                classify_qianfan_body,
+                vec![key.clone(), secret.clone()],
+            )?,
             auth: QianfanAuth::new(base_url, key, secret, timeout)?,
             url: join_url(base_url, &format!("{API_PATH}/embeddings/{model}")),
         })

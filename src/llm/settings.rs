@@ -317,8 +317,12 @@ pub fn build_vendor_embedder(
                 "OPENAI_API_KEY",
                 base.is_some(),
             )?;
-            let http =
-                super::http::Transport::new("openai", timeout, openai::classify_openai_body)?;
+            let http = super::http::Transport::new(
+                "openai",
+                timeout,
+                openai::classify_openai_body,
+                key.iter().cloned().collect(),
+            )?;
             let auth = Arc::new(openai::StaticKey(key));
             Box::new(openai::OpenAiEmbeddings::new(
                 "openai",

@@ -203,7 +203,8 @@ impl fmt::Debug for SparkChat {
     }
 }
 
-fn ws_error(at: &str, e: tungstenite::Error) -> LlmError {
+/// Maps a websocket failure; `redact` is blanked out of a handshake refusal's body.
+fn ws_error(at: &str, e: tungstenite::Error, redact: &[Secret]) -> LlmError {
     match e {
         tungstenite::Error::Http(response) => {
             let body = response
@@ -219,7 +220,10 @@ fn ws_error(at: &str, e: tungstenite::Error) -> LlmError {
             LlmError::of(
                 kind,
                 at,
-                format!("handshake refused: HTTP {status}: {}", http::snippet(&body)),
+                format!(
+                    "handshake refused: HTTP {status}: {}",
+                    http::snippet(&http::scrub(&body, redact))
+                ),
             )
         }
         tungstenite::Error::Url(e) => LlmError::config(format!("{at}: {e}")),
@@ -260,7 +264,10 @@ impl SparkChat {
                         format!("no websocket handshake within {} s", timeout.as_secs_f64()),
                     )
                 })?
-                .map_err(|e| ws_error(&at, e))?;
+                .map_err(|e| {
+                    let redact = [self.creds.api_key.clone(), self.creds.api_secret.clone()];
+                    ws_error(&at, e, &redact)
+                })?;
         let mut chat = json!({ "domain": self.opts.model });
         // Spark takes temperatures in (0, 1].
         if let Some(t) = self.opts.temperature(req) {
@@ -276,7 +283,7 @@ impl SparkChat {
         });
         ws.send(Message::Text(frame.to_string().into()))
             .await
-            .map_err(|e| ws_error(&at, e))?;
+            .map_err(|e| ws_error(&at, e, &[]))?;
 
         let frames = stream::unfold(Some((ws, at.clone())), move |state| async move {
             let (mut ws, at) = state?;
@@ -297,7 +304,7 @@ impl SparkChat {
                         Err(LlmError::protocol(&at, "unexpected binary frame"))
                     }
                     Ok(Some(Ok(_))) => continue,
-                    Ok(Some(Err(e))) => Err(ws_error(&at, e)),
+                    Ok(Some(Err(e))) => Err(ws_error(&at, e, &[])),
                 };
                 return Some((item, None));
             }
@@ -371,7 +378,8 @@ pub(crate) struct SparkEmbeddings {
 impl SparkEmbeddings {
     pub(crate) fn new(url: &str, creds: SparkCreds, timeout: Duration) -> Result<Self, LlmError> {
         // Spark reports errors in the body; the HTTP status alone decides the rest.
-        let http = Transport::new("spark", timeout, |_, _| None)?;
+        let redact = vec![creds.api_key.clone(), creds.api_secret.clone()];
+        let http = Transport::new("spark", timeout, |_, _| None, redact)?;
         Ok(SparkEmbeddings {
             http,
             url: url.to_string(),

@@ -39,6 +39,7 @@ enum KeyForm {
 
 /// Bearer tokens for Zhipu, signed and cached.
 pub(crate) struct ZhipuAuth {
+    full_key: Secret,
     key: KeyForm,
     cache: Mutex<Option<(Secret, Instant)>>,
 }
@@ -61,9 +62,10 @@ impl ZhipuAuth {
                 id: id.to_string(),
                 secret: Secret::new(secret),
             },
-            _ => KeyForm::Plain(key),
+            _ => KeyForm::Plain(key.clone()),
         };
         ZhipuAuth {
+            full_key: key,
             key: form,
             cache: Mutex::new(None),
         }
@@ -110,6 +112,14 @@ impl BearerAuth for ZhipuAuth {
         let token = Self::sign(id, secret, now_ms, TOKEN_TTL)?;
         *cache = Some((token.clone(), Instant::now() + TOKEN_TTL));
         Ok(Some(token))
+    }
+
+    fn secrets(&self) -> Vec<Secret> {
+        let mut all = vec![self.full_key.clone()];
+        if let KeyForm::Signed { secret, .. } = &self.key {
+            all.push(secret.clone());
+        }
+        all
     }
 }
 
@@ -159,12 +169,13 @@ pub(crate) fn embeddings(
     dimensions: Option<usize>,
     timeout: Duration,
 ) -> Result<OpenAiEmbeddings, LlmError> {
-    let http = Transport::new("zhipu", timeout, classify_zhipu_body)?;
+    let auth = Arc::new(ZhipuAuth::new(key));
+    let http = Transport::new("zhipu", timeout, classify_zhipu_body, auth.secrets())?;
     Ok(OpenAiEmbeddings::new(
         "zhipu",
         base_url,
         model,
-        Arc::new(ZhipuAuth::new(key)),
+        auth,
         http,
         dimensions,
         EMBEDDING_BATCH_LIMIT,

@@ -19,7 +19,9 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request as WsRequest, Response as WsResponse};
+use tokio_tungstenite::tungstenite::handshake::server::{
+    ErrorResponse, Request as WsRequest, Response as WsResponse,
+};
 
 /// One scripted answer.
 #[derive(Clone, Debug)]
@@ -45,11 +47,17 @@ impl Reply {
 
     /// OpenAI-style SSE: one `data:` event per piece, then `[DONE]`.
     pub fn openai_stream(deltas: &[&str]) -> Self {
-        let mut events: Vec<String> = vec![sse(&json!({"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}))];
+        let mut events: Vec<String> = vec![sse(
+            &json!({"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}),
+        )];
         for d in deltas {
-            events.push(sse(&json!({"choices":[{"index":0,"delta":{"content":d},"finish_reason":null}]})));
+            events.push(sse(
+                &json!({"choices":[{"index":0,"delta":{"content":d},"finish_reason":null}]}),
+            ));
         }
-        events.push(sse(&json!({"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]})));
+        events.push(sse(
+            &json!({"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}),
+        ));
         events.push("data: [DONE]\n\n".into());
         Reply::Sse(split_mid_event(events), Duration::from_millis(2), None)
     }
@@ -65,7 +73,11 @@ fn split_mid_event(events: Vec<String>) -> Vec<String> {
     events
         .into_iter()
         .flat_map(|e| {
-            let cut = e.char_indices().nth(e.chars().count() / 2).map(|(i, _)| i).unwrap_or(0);
+            let cut = e
+                .char_indices()
+                .nth(e.chars().count() / 2)
+                .map(|(i, _)| i)
+                .unwrap_or(0);
             [e[..cut].to_string(), e[cut..].to_string()]
         })
         .collect()
@@ -83,12 +95,17 @@ pub struct Seen {
 
 impl Seen {
     pub fn query_param(&self, name: &str) -> Option<String> {
-        url_query(&self.query).into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+        url_query(&self.query)
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
     }
 }
 
 fn url_query(query: &str) -> Vec<(String, String)> {
-    reqwest::Url::parse(&format!("http://x/?{query}")).map(|u| u.query_pairs().into_owned().collect()).unwrap_or_default()
+    reqwest::Url::parse(&format!("http://x/?{query}"))
+        .map(|u| u.query_pairs().into_owned().collect())
+        .unwrap_or_default()
 }
 
 /// Decides before the script: `Some` answers at once (auth failures, token endpoints).
@@ -135,7 +152,10 @@ impl Fake {
     }
 
     pub fn count(&self, path_suffix: &str) -> usize {
-        self.seen().iter().filter(|s| s.path.ends_with(path_suffix)).count()
+        self.seen()
+            .iter()
+            .filter(|s| s.path.ends_with(path_suffix))
+            .count()
     }
 
     pub fn max_in_flight(&self) -> usize {
@@ -143,7 +163,13 @@ impl Fake {
     }
 }
 
-async fn handle(State(state): State<Arc<FakeState>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    State(state): State<Arc<FakeState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let seen = Seen {
         method,
         path: uri.path().to_string(),
@@ -156,7 +182,14 @@ async fn handle(State(state): State<Arc<FakeState>>, method: Method, uri: Uri, h
     state.max_in_flight.fetch_max(now, Ordering::SeqCst);
     let reply = (state.gate)(&seen).unwrap_or_else(|| {
         let mut script = state.script.lock().unwrap();
-        if script.len() > 1 { script.pop_front().unwrap() } else { script.front().cloned().expect("the fake has no scripted reply") }
+        if script.len() > 1 {
+            script.pop_front().unwrap()
+        } else {
+            script
+                .front()
+                .cloned()
+                .expect("the fake has no scripted reply")
+        }
     });
     let response = render(reply).await;
     state.in_flight.fetch_sub(1, Ordering::SeqCst);
@@ -167,30 +200,39 @@ fn render(reply: Reply) -> futures::future::BoxFuture<'static, Response> {
     Box::pin(async move {
         match reply {
             Reply::Json(code, body, headers) => {
-                let mut response = (StatusCode::from_u16(code).unwrap(), axum::Json(body)).into_response();
+                let mut response =
+                    (StatusCode::from_u16(code).unwrap(), axum::Json(body)).into_response();
                 for (name, value) in headers {
                     response.headers_mut().insert(name, value.parse().unwrap());
                 }
                 response
             }
-            Reply::Raw(code, content_type, body) => {
-                (StatusCode::from_u16(code).unwrap(), [("content-type", content_type)], body).into_response()
-            }
+            Reply::Raw(code, content_type, body) => (
+                StatusCode::from_u16(code).unwrap(),
+                [("content-type", content_type)],
+                body,
+            )
+                .into_response(),
             Reply::Sse(pieces, gap, stall) => {
-                let body = futures::stream::iter(pieces.into_iter().map(Some).chain(stall.map(|_| None)))
-                    .then(move |piece| async move {
-                        match piece {
-                            Some(p) => {
-                                tokio::time::sleep(gap).await;
-                                Ok::<_, Infallible>(Bytes::from(p))
+                let body =
+                    futures::stream::iter(pieces.into_iter().map(Some).chain(stall.map(|_| None)))
+                        .then(move |piece| async move {
+                            match piece {
+                                Some(p) => {
+                                    tokio::time::sleep(gap).await;
+                                    Ok::<_, Infallible>(Bytes::from(p))
+                                }
+                                None => {
+                                    tokio::time::sleep(stall.unwrap()).await;
+                                    Ok(Bytes::new())
+                                }
                             }
-                            None => {
-                                tokio::time::sleep(stall.unwrap()).await;
-                                Ok(Bytes::new())
-                            }
-                        }
-                    });
-                ([("content-type", "text/event-stream")], Body::from_stream(body)).into_response()
+                        });
+                (
+                    [("content-type", "text/event-stream")],
+                    Body::from_stream(body),
+                )
+                    .into_response()
             }
             Reply::After(wait, inner) => {
                 tokio::time::sleep(wait).await;
@@ -201,11 +243,19 @@ fn render(reply: Reply) -> futures::future::BoxFuture<'static, Response> {
 }
 
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 
 fn bearer(seen: &Seen) -> Option<String> {
-    seen.headers.get("authorization")?.to_str().ok()?.strip_prefix("Bearer ").map(str::to_string)
+    seen.headers
+        .get("authorization")?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::to_string)
 }
 
 /// OpenAI: the exact bearer key, or a 401 like OpenAI's (which quotes a masked key).
@@ -222,15 +272,31 @@ pub fn openai_gate(key: &'static str) -> Gate {
 pub fn zhipu_gate(id: &'static str, secret: &'static str) -> Gate {
     Box::new(move |seen| {
         let token = bearer(seen).unwrap_or_default();
-        let fail = |why: &str| Some(Reply::status(401, json!({"error":{"code":"1002","message":format!("Authorization Token非法: {why}")}})));
+        let fail = |why: &str| {
+            Some(Reply::status(
+                401,
+                json!({"error":{"code":"1002","message":format!("Authorization Token非法: {why}")}}),
+            ))
+        };
         if secret.is_empty() {
-            return if token == id { None } else { fail("plain key mismatch") };
+            return if token == id {
+                None
+            } else {
+                fail("plain key mismatch")
+            };
         }
         let header = match jsonwebtoken::decode_header(&token) {
             Ok(h) => h,
             Err(_) => return fail("not a JWT"),
         };
-        if header.extras.get::<String>("sign_type").ok().flatten().as_deref() != Some("SIGN") {
+        if header
+            .extras
+            .get::<String>("sign_type")
+            .ok()
+            .flatten()
+            .as_deref()
+            != Some("SIGN")
+        {
             return fail("sign_type");
         }
         let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
@@ -242,8 +308,15 @@ pub fn zhipu_gate(id: &'static str, secret: &'static str) -> Gate {
             Ok(data) => data.claims,
             Err(_) => return fail("bad signature"),
         };
-        let (exp, ts) = (claims["exp"].as_u64().unwrap_or(0), claims["timestamp"].as_u64().unwrap_or(0));
-        if claims["api_key"] != id || exp <= now_ms() || ts > now_ms() + 1000 || exp < 1_000_000_000_000 {
+        let (exp, ts) = (
+            claims["exp"].as_u64().unwrap_or(0),
+            claims["timestamp"].as_u64().unwrap_or(0),
+        );
+        if claims["api_key"] != id
+            || exp <= now_ms()
+            || ts > now_ms() + 1000
+            || exp < 1_000_000_000_000
+        {
             return fail("claims");
         }
         None
@@ -261,34 +334,68 @@ pub fn qianfan_gate(ak: &'static str, sk: &'static str, tokens: Arc<QianfanToken
     Box::new(move |seen| {
         if seen.path == "/oauth/2.0/token" {
             if seen.query_param("grant_type").as_deref() != Some("client_credentials") {
-                return Some(Reply::status(400, json!({"error":"unsupported_grant_type"})));
+                return Some(Reply::status(
+                    400,
+                    json!({"error":"unsupported_grant_type"}),
+                ));
             }
-            if seen.query_param("client_id").as_deref() != Some(ak) || seen.query_param("client_secret").as_deref() != Some(sk) {
-                return Some(Reply::status(401, json!({"error":"invalid_client","error_description":"unknown client id"})));
+            if seen.query_param("client_id").as_deref() != Some(ak)
+                || seen.query_param("client_secret").as_deref() != Some(sk)
+            {
+                return Some(Reply::status(
+                    401,
+                    json!({"error":"invalid_client","error_description":"unknown client id"}),
+                ));
             }
             let mut issued = tokens.issued.lock().unwrap();
             let token = format!("24.fake-token-{}", issued.len() + 1);
             let expires_in = *tokens.expires_in.lock().unwrap();
-            issued.push((token.clone(), std::time::Instant::now(), Duration::from_secs(expires_in)));
-            return Some(Reply::ok(json!({"access_token": token, "expires_in": expires_in, "scope":"public"})));
+            issued.push((
+                token.clone(),
+                std::time::Instant::now(),
+                Duration::from_secs(expires_in),
+            ));
+            return Some(Reply::ok(
+                json!({"access_token": token, "expires_in": expires_in, "scope":"public"}),
+            ));
         }
         let given = seen.query_param("access_token").unwrap_or_default();
         let issued = tokens.issued.lock().unwrap();
         match issued.last() {
             Some((t, at, life)) if *t == given && at.elapsed() < *life => None,
-            Some((t, _, _)) if *t == given => Some(Reply::ok(json!({"error_code":111,"error_msg":"Access token expired"}))),
-            _ => Some(Reply::ok(json!({"error_code":110,"error_msg":"Access token invalid or no longer valid"}))),
+            Some((t, _, _)) if *t == given => Some(Reply::ok(
+                json!({"error_code":111,"error_msg":"Access token expired"}),
+            )),
+            _ => Some(Reply::ok(
+                json!({"error_code":110,"error_msg":"Access token invalid or no longer valid"}),
+            )),
         }
     })
 }
 
 /// Spark's HMAC check of a signed URL: the signature over host, date and request line, and the
 /// date within five minutes of now. Returns the HTTP status and message on failure.
-pub fn spark_check(method: &str, path: &str, query: &str, key: &str, secret: &str) -> Result<(), (u16, &'static str)> {
+pub fn spark_check(
+    method: &str,
+    path: &str,
+    query: &str,
+    key: &str,
+    secret: &str,
+) -> Result<(), (u16, &'static str)> {
     let params = url_query(query);
-    let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
+    let get = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
     let (authorization, date, host) = (get("authorization"), get("date"), get("host"));
-    let decoded = B64.decode(&authorization).ok().and_then(|b| String::from_utf8(b).ok()).unwrap_or_default();
+    let decoded = B64
+        .decode(&authorization)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .unwrap_or_default();
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(format!("host: {host}\ndate: {date}\n{method} {path} HTTP/1.1").as_bytes());
     let expected = format!(
@@ -298,12 +405,17 @@ pub fn spark_check(method: &str, path: &str, query: &str, key: &str, secret: &st
     if decoded != expected {
         return Err((401, "HMAC signature cannot be verified"));
     }
-    let skew = httpdate::parse_http_date(&date)
-        .ok()
-        .map(|d| d.duration_since(SystemTime::now()).or_else(|e| Ok::<_, ()>(e.duration())).unwrap());
+    let skew = httpdate::parse_http_date(&date).ok().map(|d| {
+        d.duration_since(SystemTime::now())
+            .or_else(|e| Ok::<_, ()>(e.duration()))
+            .unwrap()
+    });
     match skew {
         Some(s) if s <= Duration::from_secs(300) => Ok(()),
-        _ => Err((403, "HMAC signature does not match, a valid date or x-date header is required")),
+        _ => Err((
+            403,
+            "HMAC signature does not match, a valid date or x-date header is required",
+        )),
     }
 }
 
@@ -316,7 +428,12 @@ pub struct SparkFake {
 }
 
 impl SparkFake {
-    pub async fn start(key: &'static str, secret: &'static str, path: &'static str, domain: &'static str) -> SparkFake {
+    pub async fn start(
+        key: &'static str,
+        secret: &'static str,
+        path: &'static str,
+        domain: &'static str,
+    ) -> SparkFake {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("ws://{}{path}", listener.local_addr().unwrap());
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -327,32 +444,55 @@ impl SparkFake {
                 let (tcp, _) = listener.accept().await.unwrap();
                 let (seen, frames) = (seen.clone(), frames.clone());
                 tokio::spawn(async move {
-                    let check = |req: &WsRequest, resp: WsResponse| -> Result<WsResponse, ErrorResponse> {
+                    let check = |req: &WsRequest,
+                                 resp: WsResponse|
+                     -> Result<WsResponse, ErrorResponse> {
                         let uri = req.uri();
-                        match spark_check("GET", uri.path(), uri.query().unwrap_or(""), key, secret) {
+                        match spark_check("GET", uri.path(), uri.query().unwrap_or(""), key, secret)
+                        {
                             Ok(()) => Ok(resp),
                             Err((code, message)) => {
-                                let mut err = ErrorResponse::new(Some(json!({ "message": message }).to_string()));
+                                let mut err = ErrorResponse::new(Some(
+                                    json!({ "message": message }).to_string(),
+                                ));
                                 *err.status_mut() = StatusCode::from_u16(code).unwrap();
                                 Err(err)
                             }
                         }
                     };
-                    let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, check).await else { return };
-                    let Some(Ok(Message::Text(text))) = ws.next().await else { return };
+                    let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, check).await else {
+                        return;
+                    };
+                    let Some(Ok(Message::Text(text))) = ws.next().await else {
+                        return;
+                    };
                     let request: Value = serde_json::from_str(text.as_str()).unwrap();
                     seen.lock().unwrap().push(request.clone());
-                    let reply = if request.pointer("/parameter/chat/domain").and_then(Value::as_str) != Some(domain) {
-                        vec![json!({"header":{"code":10163,"message":"parameter domain invalid","sid":"cht0","status":2}})]
+                    let reply = if request
+                        .pointer("/parameter/chat/domain")
+                        .and_then(Value::as_str)
+                        != Some(domain)
+                    {
+                        vec![
+                            json!({"header":{"code":10163,"message":"parameter domain invalid","sid":"cht0","status":2}}),
+                        ]
                     } else {
                         let mut script = frames.lock().unwrap();
-                        if script.len() > 1 { script.pop_front().unwrap() } else { script.front().cloned().unwrap() }
+                        if script.len() > 1 {
+                            script.pop_front().unwrap()
+                        } else {
+                            script.front().cloned().unwrap()
+                        }
                     };
                     for frame in reply {
                         if frame == json!("hang") {
                             tokio::time::sleep(Duration::from_secs(30)).await;
                         }
-                        if ws.send(Message::Text(frame.to_string().into())).await.is_err() {
+                        if ws
+                            .send(Message::Text(frame.to_string().into()))
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
                     }
@@ -360,7 +500,11 @@ impl SparkFake {
                 });
             }
         });
-        SparkFake { url, requests, script }
+        SparkFake {
+            url,
+            requests,
+            script,
+        }
     }
 
     pub fn push(&self, frames: Vec<Value>) -> &Self {

@@ -7,6 +7,9 @@ use super::{ChatMessage, ChatRequest, LlmError, LlmSettings, Secrets, TextStream
 mod fakes;
 mod openai;
 mod qianfan;
+mod resilience;
+mod secrets;
+mod spark;
 mod zhipu;
 
 /// Settings for `provider` at a fake: short timeout, no retries, no rate limit.
