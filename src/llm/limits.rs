@@ -267,10 +267,18 @@ pub struct InboundLimiter {
 }
 
 impl InboundLimiter {
-    /// Checks the channel first so a busy channel does not spend the user's budget.
+    /// `per_user` and `per_channel` questions a minute, each with bursts of up to that many.
+    pub fn new(per_user: NonZeroU32, per_channel: NonZeroU32) -> Self {
+        InboundLimiter {
+            per_user: Arc::new(KeyedLimiter::per_minute(per_user, per_user)),
+            per_channel: Arc::new(KeyedLimiter::per_minute(per_channel, per_channel)),
+        }
+    }
+
+    /// Checks the user first, so one user's refused flood does not spend the channel's budget.
     pub fn check(&self, user: &str, channel: &str) -> Result<(), RetryIn> {
-        self.per_channel.check(&channel.to_string())?;
-        self.per_user.check(&user.to_string())
+        self.per_user.check(&user.to_string())?;
+        self.per_channel.check(&channel.to_string())
     }
 
     /// Starts pruning both maps every `every`.

@@ -155,6 +155,12 @@ impl ModelOptions {
     }
 }
 
+/// Keeps a temperature in (0, 1], the range ERNIE and Spark accept: 0 (greedy, common for RAG)
+/// becomes the smallest value they take.
+pub(crate) fn unit_temperature(t: f32) -> f32 {
+    t.clamp(0.01, 1.0)
+}
+
 /// Joins a base URL and a path with exactly one slash.
 pub(crate) fn join_url(base: &str, path: &str) -> String {
     format!(

@@ -14,7 +14,7 @@ use super::error::Kind;
 use super::http::{self, Step, Transport};
 use super::{
     ChatModel, ChatRequest, ChatResponse, LlmError, ModelOptions, Role, Secret, TextStream, Usage,
-    join_url,
+    join_url, unit_temperature,
 };
 
 /// Baidu's API host; the token, chat and embedding paths hang off it.
@@ -287,11 +287,6 @@ pub(crate) struct ErnieMessage {
     pub content: String,
 }
 
-/// ERNIE accepts temperatures in (0, 1]: 0 (greedy, common for RAG) becomes the smallest it takes.
-pub(crate) fn ernie_temperature(t: f32) -> f32 {
-    t.clamp(0.01, 1.0)
-}
-
 /// An ERNIE chat model.
 pub struct QianfanChat {
     id: String,
@@ -338,7 +333,7 @@ impl QianfanChat {
         Ok(WireChatRequest {
             messages: turns,
             system,
-            temperature: self.opts.temperature(req).map(ernie_temperature),
+            temperature: self.opts.temperature(req).map(unit_temperature),
             max_output_tokens: self.opts.max_tokens(req).map(|n| n.max(2)),
             stream,
         })

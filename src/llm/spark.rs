@@ -21,6 +21,7 @@ use super::error::Kind;
 use super::http::{self, Step, Transport};
 use super::{
     ChatModel, ChatRequest, ChatResponse, LlmError, ModelOptions, Secret, TextStream, Usage,
+    unit_temperature,
 };
 
 /// Spark's chat host; the path comes from the model's domain.
@@ -269,9 +270,8 @@ impl SparkChat {
                     ws_error(&at, e, &redact)
                 })?;
         let mut chat = json!({ "domain": self.opts.model });
-        // Spark takes temperatures in (0, 1].
         if let Some(t) = self.opts.temperature(req) {
-            chat["temperature"] = json!(t.clamp(0.01, 1.0));
+            chat["temperature"] = json!(unit_temperature(t));
         }
         if let Some(n) = self.opts.max_tokens(req) {
             chat["max_tokens"] = json!(n);

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::fakes::{Fake, QianfanTokens, Reply, qianfan_gate, sse};
 use super::{llm, secrets, user};
-use crate::llm::qianfan::{ErnieMessage, ernie_messages, ernie_temperature};
+use crate::llm::qianfan::{ErnieMessage, ernie_messages};
 use crate::llm::{
     ChatMessage, ChatRequest, EmbeddingVendorSettings, LlmError, Role, build_chat_model,
     build_vendor_embedder,
@@ -213,9 +213,9 @@ fn ernie_message_rules_are_applied_before_sending() {
 
 #[test]
 fn ernie_temperature_is_kept_in_its_range() {
-    assert_eq!(ernie_temperature(0.0), 0.01);
-    assert_eq!(ernie_temperature(1.7), 1.0);
-    assert_eq!(ernie_temperature(0.5), 0.5);
+    assert_eq!(crate::llm::unit_temperature(0.0), 0.01);
+    assert_eq!(crate::llm::unit_temperature(1.7), 1.0);
+    assert_eq!(crate::llm::unit_temperature(0.5), 0.5);
 }
 
 #[tokio::test]

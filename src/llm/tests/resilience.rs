@@ -266,3 +266,26 @@ async fn a_configuration_error_stops_the_fallback_chain() {
     .unwrap();
     assert_eq!(chain.chat(user("hi")).await.unwrap().text, "x");
 }
+
+#[tokio::test]
+async fn inbound_questions_are_limited_per_user_and_per_channel() {
+    let one = NonZeroU32::new(1).unwrap();
+    let inbound = crate::llm::InboundLimiter::new(one, NonZeroU32::new(2).unwrap());
+    assert!(inbound.check("alice", "#general").is_ok());
+    let wait = inbound.check("alice", "#general").unwrap_err();
+    assert!((59..=60).contains(&wait.seconds()), "{wait}");
+    assert!(inbound.check("bob", "#general").is_ok());
+    assert!(
+        inbound.check("carol", "#general").is_err(),
+        "the channel's budget is spent"
+    );
+    // The pruners stop by themselves once the limiter is gone.
+    let handles = inbound.spawn_pruners(Duration::from_millis(5));
+    drop(inbound);
+    for handle in handles {
+        tokio::time::timeout(Duration::from_secs(1), handle)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
