@@ -143,7 +143,8 @@ async fn retries_stop_at_the_budget_and_never_repeat_permanent_errors() {
         "{}",
         calls.load(Ordering::SeqCst)
     );
-    assert!(started.elapsed() < Duration::from_millis(400));
+    // The budget bounds the retries; the slack is for a loaded machine's late timers.
+    assert!(started.elapsed() < Duration::from_secs(1));
 
     let calls = AtomicUsize::new(0);
     let err = policy
