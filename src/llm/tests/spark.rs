@@ -268,3 +268,22 @@ async fn embeddings_use_para_for_documents_and_query_for_queries() {
     assert_eq!(embedder.embed_query("六").await.unwrap(), vec![2.0, 1.0]);
     assert_eq!(fake.seen().len(), 3);
 }
+
+/// `wss://` needs exactly one rustls crypto provider in the build, or rustls panics when the TLS
+/// client is made: reach that point against a listener that hangs up, and expect a plain error.
+#[tokio::test]
+async fn a_wss_url_builds_its_tls_client_without_panicking() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            drop(tcp);
+        }
+    });
+    let pairs = creds(SECRET);
+    let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let s = llm("spark", &format!("wss://{addr}/v3.5/chat"), "generalv3.5");
+    let model = build_chat_model(&s, &secrets(&pairs)).unwrap().unwrap();
+    let err = model.chat(user("hi")).await.unwrap_err();
+    assert!(matches!(err, LlmError::Transient { .. }), "{err}");
+}
