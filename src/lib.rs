@@ -8,5 +8,6 @@ pub mod cli;
 pub mod config;
 pub mod embed;
 pub mod ingest;
+pub mod llm;
 pub mod retrieve;
 pub mod store;

@@ -9,6 +9,9 @@ pub enum EmbedError {
     Model { path: String, reason: String },
     #[error("embedding failed: {0}")]
     Compute(String),
+    /// A vendor embedding API failed; the inner error says whether retrying can help.
+    #[error(transparent)]
+    Vendor(#[from] crate::llm::LlmError),
 }
 
 /// Turns text into dense vectors. Documents and queries are separate calls because

@@ -1,0 +1,291 @@
+//! Rate limits: one limiter per vendor (requests and tokens per minute) that callers wait on, and
+//! keyed limiters per user and per channel that refuse inbound questions with "try again in N s".
+//!
+//! Tokens are estimated, not counted: there is no public tokenizer for GLM, ERNIE or Spark, and a
+//! limiter only needs the order of magnitude. See [`estimate_tokens`].
+
+use std::fmt;
+use std::hash::Hash;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+
+use super::{ChatRequest, LlmError};
+
+type Direct<C> = RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<<C as Clock>::Instant>>;
+type Keyed<K, C> =
+    RateLimiter<K, DefaultKeyedStateStore<K>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+
+/// Estimated tokens of a text: a CJK character counts 1/1.5 token (GLM, ERNIE and Spark pack about
+/// 1.5 Chinese characters per token), anything else 1 token per 4 bytes (cl100k's English average).
+pub fn estimate_tokens(text: &str) -> u32 {
+    let (mut cjk, mut other_bytes) = (0usize, 0usize);
+    for c in text.chars() {
+        if is_cjk(c) {
+            cjk += 1;
+        } else {
+            other_bytes += c.len_utf8();
+        }
+    }
+    (cjk as f64 / 1.5 + other_bytes as f64 / 4.0).ceil() as u32
+}
+
+fn is_cjk(c: char) -> bool {
+    matches!(c as u32,
+        0x3000..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xAC00..=0xD7AF
+        | 0xF900..=0xFAFF | 0xFF00..=0xFFEF | 0x20000..=0x2FA1F)
+}
+
+/// Estimated tokens a request spends: its messages (plus 4 per message for the role framing) and
+/// the answer it may produce, since vendors count both against tokens per minute.
+pub fn request_tokens(req: &ChatRequest) -> u32 {
+    let prompt: u32 = req
+        .messages
+        .iter()
+        .map(|m| estimate_tokens(&m.content) + 4)
+        .sum();
+    prompt + req.max_tokens.unwrap_or(0)
+}
+
+/// A quota that admits at most `per_minute` in any 60 s window: a burst of a tenth at once, the
+/// rest spread evenly (GCRA alone, with a full burst, would admit almost twice the rate in one window).
+fn windowed_quota(per_minute: NonZeroU32) -> (Quota, NonZeroU32) {
+    let n = per_minute.get();
+    let burst = NonZeroU32::new((n / 10).max(1)).expect("at least one");
+    let steady = (n - burst.get()).max(1);
+    let quota = Quota::with_period(Duration::from_secs(60) / steady)
+        .expect("a positive period")
+        .allow_burst(burst);
+    (quota, burst)
+}
+
+/// A vendor's requests-per-minute and tokens-per-minute budget, shared by all calls to it.
+pub struct VendorLimiter<C: Clock + Clone = DefaultClock> {
+    requests: Option<Direct<C>>,
+    tokens: Option<(Direct<C>, NonZeroU32)>,
+    clock: C,
+    max_wait: Duration,
+}
+
+impl<C: Clock + Clone> fmt::Debug for VendorLimiter<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VendorLimiter")
+            .field("requests", &self.requests.is_some())
+            .field("tokens", &self.tokens.as_ref().map(|t| t.1))
+            .field("max_wait", &self.max_wait)
+            .finish()
+    }
+}
+
+impl VendorLimiter<DefaultClock> {
+    /// Limits to `rpm` requests and `tpm` tokens a minute (0 = no limit); callers wait at most `max_wait`.
+    pub fn new(rpm: u32, tpm: u32, max_wait: Duration) -> Self {
+        Self::with_clock(rpm, tpm, max_wait, DefaultClock::default())
+    }
+
+    /// No limits at all.
+    pub fn unlimited() -> Self {
+        Self::new(0, 0, Duration::ZERO)
+    }
+}
+
+impl<C: Clock + Clone> VendorLimiter<C> {
+    /// Like [`VendorLimiter::new`] on a given clock (tests use governor's `FakeRelativeClock`).
+    pub fn with_clock(rpm: u32, tpm: u32, max_wait: Duration, clock: C) -> Self {
+        let direct = |n: NonZeroU32| {
+            let (quota, burst) = windowed_quota(n);
+            (RateLimiter::direct_with_clock(quota, clock.clone()), burst)
+        };
+        VendorLimiter {
+            requests: NonZeroU32::new(rpm).map(|n| direct(n).0),
+            tokens: NonZeroU32::new(tpm).map(direct),
+            clock,
+            max_wait,
+        }
+    }
+
+    /// Takes one request slot now, or says how long until one is free.
+    pub fn try_request(&self) -> Result<(), Duration> {
+        match &self.requests {
+            None => Ok(()),
+            Some(l) => l
+                .check()
+                .map_err(|not_until| not_until.wait_time_from(self.clock.now())),
+        }
+    }
+
+    /// Takes `tokens` from the token budget now, or says how long until they are there; a request
+    /// larger than the burst is charged the whole burst so it can pass at all.
+    pub fn try_tokens(&self, tokens: u32) -> Result<(), Duration> {
+        let Some((limiter, burst)) = &self.tokens else {
+            return Ok(());
+        };
+        let n = NonZeroU32::new(tokens.clamp(1, burst.get())).expect("at least one");
+        match limiter.check_n(n) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => Err(not_until.wait_time_from(self.clock.now())),
+            Err(_) => unreachable!("n is clamped to the burst"),
+        }
+    }
+
+    /// Waits for a request slot and the tokens, at most `max_wait` in all; logs any wait.
+    pub async fn acquire(&self, tokens: u32, what: &str) -> Result<(), LlmError> {
+        let started = Instant::now();
+        self.wait_for(started, what, || self.try_request()).await?;
+        self.wait_for(started, what, || self.try_tokens(tokens))
+            .await?;
+        let waited = started.elapsed();
+        if waited >= Duration::from_millis(1) {
+            tracing::info!(%what, waited_ms = waited.as_millis() as u64, tokens, "waited for the vendor rate limit");
+        }
+        Ok(())
+    }
+
+    async fn wait_for(
+        &self,
+        started: Instant,
+        what: &str,
+        mut try_now: impl FnMut() -> Result<(), Duration>,
+    ) -> Result<(), LlmError> {
+        loop {
+            let wait = match try_now() {
+                Ok(()) => return Ok(()),
+                Err(wait) => wait,
+            };
+            if started.elapsed() + wait > self.max_wait {
+                tracing::warn!(%what, wait_ms = wait.as_millis() as u64, "vendor rate limit: giving up waiting");
+                return Err(LlmError::Transient {
+                    at: what.to_string(),
+                    detail: format!(
+                        "the local rate limit would hold this call longer than {} s",
+                        self.max_wait.as_secs_f64()
+                    ),
+                    retry_after: Some(wait),
+                });
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// "Too many questions": the wait before the next one is admitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("too many questions; try again in {} s", seconds_up(*.0))]
+pub struct RetryIn(pub Duration);
+
+fn seconds_up(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+impl RetryIn {
+    /// Whole seconds to wait, rounded up, for showing to a person.
+    pub fn seconds(&self) -> u64 {
+        seconds_up(self.0).max(1)
+    }
+}
+
+/// Separate budgets per key (a user id, a channel id) for inbound questions.
+pub struct KeyedLimiter<K: Hash + Eq + Clone, C: Clock + Clone = DefaultClock> {
+    limiter: Keyed<K, C>,
+    clock: C,
+}
+
+impl<K: Hash + Eq + Clone> KeyedLimiter<K, DefaultClock> {
+    /// `per_minute` questions per key, with bursts of up to `burst`.
+    pub fn per_minute(per_minute: NonZeroU32, burst: NonZeroU32) -> Self {
+        Self::with_clock(per_minute, burst, DefaultClock::default())
+    }
+}
+
+impl<K: Hash + Eq + Clone, C: Clock + Clone> KeyedLimiter<K, C> {
+    /// Like [`KeyedLimiter::per_minute`] on a given clock.
+    pub fn with_clock(per_minute: NonZeroU32, burst: NonZeroU32, clock: C) -> Self {
+        let quota = Quota::per_minute(per_minute).allow_burst(burst);
+        KeyedLimiter {
+            limiter: RateLimiter::new(quota, DefaultKeyedStateStore::default(), clock.clone()),
+            clock,
+        }
+    }
+
+    /// Admits one question for `key`, or says how long until one would be.
+    pub fn check(&self, key: &K) -> Result<(), RetryIn> {
+        self.limiter
+            .check_key(key)
+            .map_err(|not_until| RetryIn(not_until.wait_time_from(self.clock.now())))
+    }
+
+    /// Forgets keys whose budget is full again, so the map does not grow with every user ever seen.
+    pub fn retain_recent(&self) {
+        self.limiter.retain_recent();
+    }
+
+    /// Keys currently remembered.
+    pub fn len(&self) -> usize {
+        self.limiter.len()
+    }
+
+    /// True when no key is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.limiter.is_empty()
+    }
+}
+
+impl<K, C> KeyedLimiter<K, C>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    C: Clock + Clone + Send + Sync + 'static,
+{
+    /// Calls [`KeyedLimiter::retain_recent`] every `every` until the limiter is dropped.
+    pub fn spawn_pruner(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let weak: Weak<Self> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match weak.upgrade() {
+                    Some(limiter) => limiter.retain_recent(),
+                    None => return,
+                }
+            }
+        })
+    }
+}
+
+/// Per-user and per-channel limits for inbound questions.
+pub struct InboundLimiter {
+    /// Budget of each user.
+    pub per_user: Arc<KeyedLimiter<String>>,
+    /// Budget of each channel, shared by everyone in it.
+    pub per_channel: Arc<KeyedLimiter<String>>,
+}
+
+impl InboundLimiter {
+    /// `per_user` and `per_channel` questions a minute, each with bursts of up to that many.
+    pub fn new(per_user: NonZeroU32, per_channel: NonZeroU32) -> Self {
+        InboundLimiter {
+            per_user: Arc::new(KeyedLimiter::per_minute(per_user, per_user)),
+            per_channel: Arc::new(KeyedLimiter::per_minute(per_channel, per_channel)),
+        }
+    }
+
+    /// Checks the user first, so one user's refused flood does not spend the channel's budget.
+    pub fn check(&self, user: &str, channel: &str) -> Result<(), RetryIn> {
+        self.per_user.check(&user.to_string())?;
+        self.per_channel.check(&channel.to_string())
+    }
+
+    /// Starts pruning both maps every `every`.
+    pub fn spawn_pruners(&self, every: Duration) -> [tokio::task::JoinHandle<()>; 2] {
+        [
+            self.per_user.spawn_pruner(every),
+            self.per_channel.spawn_pruner(every),
+        ]
+    }
+}

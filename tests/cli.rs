@@ -1,0 +1,152 @@
+//! The `lore` binary's contract, which evaluation scripts and people depend on.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn lore(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lore"))
+        .args(args)
+        .env("LORE_STORE__DATA_DIR", data)
+        .env("LORE_EMBEDDING__PROVIDER", "none")
+        .env_remove("LORE_TENANT")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "lore failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn corpus(dir: &Path) {
+    std::fs::write(
+        dir.join("tea.md"),
+        "# 茶\n\n## 乌龙茶\n\n乌龙茶是一种半发酵茶，主要产自福建和台湾。\n\n## 绿茶\n\n绿茶不发酵，龙井是有名的绿茶。\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("rust.txt"),
+        "The borrow checker enforces Rust's ownership rules at compile time.",
+    )
+    .unwrap();
+}
+
+#[test]
+fn search_json_lines_carry_the_documented_fields() {
+    let docs = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    corpus(docs.path());
+    stdout(&lore(data.path(), &["ingest", docs.path().to_str().unwrap()], None));
+
+    let out = stdout(&lore(data.path(), &["search", "乌龙茶产自哪里", "--json", "-k", "2"], None));
+    let first: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(first["rank"], 1);
+    assert!(first["score"].as_f64().unwrap() > 0.0);
+    assert!(first["source"].as_str().unwrap().ends_with("tea.md"));
+    assert!(first["page"].is_null());
+    assert_eq!(first["heading"], "茶 > 乌龙茶");
+    assert!(first["text"].as_str().unwrap().contains("福建"));
+    assert!(first.get("query").is_none());
+}
+
+#[test]
+fn batch_search_numbers_queries_by_line() {
+    let docs = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    corpus(docs.path());
+    stdout(&lore(data.path(), &["ingest", docs.path().to_str().unwrap()], None));
+    let out = stdout(&lore(
+        data.path(),
+        &["search", "--batch", "-", "--json", "-k", "1"],
+        Some("borrow checker\n\n龙井是什么茶\n"),
+    ));
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(lines[0]["query"], 0);
+    assert!(lines[0]["source"].as_str().unwrap().ends_with("rust.txt"));
+    // Line 1 is blank: numbering follows the file's lines.
+    assert_eq!(lines[1]["query"], 2);
+    assert!(lines[1]["source"].as_str().unwrap().ends_with("tea.md"));
+}
+
+#[test]
+fn ask_cites_sources_and_admits_ignorance() {
+    let docs = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    corpus(docs.path());
+    stdout(&lore(data.path(), &["ingest", docs.path().to_str().unwrap()], None));
+    let out = stdout(&lore(data.path(), &["ask", "乌龙茶产自哪里？"], None));
+    assert!(out.contains("未配置大语言模型"), "{out}");
+    assert!(out.contains("[1]") && out.contains("tea.md"), "{out}");
+    let out = stdout(&lore(data.path(), &["ask", "How do I rotate TLS certificates?"], None));
+    assert!(out.contains("could not find"), "{out}");
+    assert!(!out.contains("Sources:"), "{out}");
+}
+
+#[test]
+fn sources_forget_and_stats() {
+    let docs = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    corpus(docs.path());
+    let out = stdout(&lore(data.path(), &["ingest", docs.path().to_str().unwrap()], None));
+    assert!(out.contains("ingested 2 files"), "{out}");
+    let tea = docs.path().join("tea.md").display().to_string();
+    let out = stdout(&lore(data.path(), &["sources"], None));
+    assert!(out.contains(&tea), "{out}");
+    let stats: serde_json::Value =
+        serde_json::from_str(&stdout(&lore(data.path(), &["stats", "--json"], None))).unwrap();
+    assert_eq!(stats["sources"], 2);
+    assert!(stats["bytes_on_disk"].as_u64().unwrap() > 0);
+    stdout(&lore(data.path(), &["forget", &tea], None));
+    let stats: serde_json::Value =
+        serde_json::from_str(&stdout(&lore(data.path(), &["stats", "--json"], None))).unwrap();
+    assert_eq!(stats["sources"], 1);
+    // Forgetting what is not there is an error that names it.
+    let out = lore(data.path(), &["forget", "nope.md"], None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope.md"));
+}
+
+#[test]
+fn chat_reads_questions_from_a_pipe_and_uses_the_previous_question() {
+    let docs = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    corpus(docs.path());
+    stdout(&lore(data.path(), &["ingest", docs.path().to_str().unwrap()], None));
+    let out = stdout(&lore(
+        data.path(),
+        &["chat"],
+        Some("乌龙茶产自哪里？\n那绿茶呢\n"),
+    ));
+    assert_eq!(out.matches("Sources:").count(), 2, "{out}");
+}
+
+#[test]
+fn a_bad_setting_is_one_clear_error() {
+    let data = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lore"))
+        .args(["stats"])
+        .env("LORE_STORE__DATA_DIR", data.path())
+        .env("LORE_RETRIEVAL__MODE", "telepathy")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("retrieval.mode") || err.contains("mode"), "{err}");
+}
