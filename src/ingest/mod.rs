@@ -1,3 +1,4 @@
 //! Knowledge's path: load → clean → split → embed → store.
 
+pub mod clean;
 pub mod document;
