@@ -1,0 +1,309 @@
+//! PDF: one section per page with text, numbered as a viewer numbers pages (1-based).
+//!
+//! Text comes from walking each page's content stream with lopdf's font encodings, plus
+//! Adobe-GB1 decoding for Chinese CID fonts without a ToUnicode map (see [`cid`]).
+//! lopdf's own `extract_text` was not enough: it turns those fonts into mojibake and runs
+//! lines of a text block together.
+
+mod cid;
+
+use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use lopdf::content::Content;
+use lopdf::{
+    DEFAULT_MAX_DECOMPRESSED_SIZE, Dictionary, Document as Pdf, Encoding, Object, ObjectId,
+};
+
+use super::LoadError;
+use crate::ingest::clean::clean_text;
+use crate::ingest::document::Section;
+
+/// A `TJ` adjustment wider than this (thousandths of an em, negative = move right) is
+/// a word gap; TeX's inter-word space is about 333.
+const TJ_SPACE: f32 = 200.0;
+
+/// Extracts each page's text; pages without text are dropped. A parser panic, an
+/// encrypted file or a broken file is `Corrupt`.
+pub(super) fn sections(source: &str, bytes: &[u8]) -> Result<Vec<Section>, LoadError> {
+    let pages = catch_unwind(AssertUnwindSafe(|| pages(bytes)))
+        .map_err(|panic| {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            LoadError::corrupt(source, format!("the PDF parser crashed: {msg}"))
+        })?
+        .map_err(|reason| LoadError::corrupt(source, reason))?;
+    Ok(pages
+        .into_iter()
+        .filter_map(|(page, raw)| {
+            let text = clean_text(&raw);
+            (!text.is_empty()).then(|| Section {
+                text,
+                page: Some(page),
+                ..Section::default()
+            })
+        })
+        .collect())
+}
+
+/// Raw text of every page, keyed by 1-based page number.
+fn pages(bytes: &[u8]) -> Result<Vec<(u32, String)>, String> {
+    let pdf = Pdf::load_mem(bytes).map_err(|e| format!("not a readable PDF: {e}"))?;
+    if pdf.is_encrypted() {
+        return Err("the PDF is encrypted and needs a password".to_string());
+    }
+    let pages = pdf.get_pages();
+    if pages.is_empty() {
+        return Err("the PDF has no pages".to_string());
+    }
+    Ok(pages
+        .into_iter()
+        .map(|(n, id)| {
+            // One bad page (a broken stream) should not cost the rest of the book.
+            let text = page_text(&pdf, id).unwrap_or_else(|e| {
+                tracing::warn!(page = n, "skipping unreadable PDF page: {e}");
+                String::new()
+            });
+            (n, text)
+        })
+        .collect())
+}
+
+/// How to turn a font's string bytes into text.
+enum Decoder<'a> {
+    Lopdf(Encoding<'a>),
+    Cid(&'static cid::CidMap),
+    /// Codes are glyph ids with no map to characters: emit nothing rather than noise.
+    Unknown,
+}
+
+impl Decoder<'_> {
+    fn for_font<'a>(pdf: &'a Pdf, font: &'a Dictionary) -> Decoder<'a> {
+        if let Some(map) = cid::map_for_font(pdf, font) {
+            return Decoder::Cid(map);
+        }
+        if cid::is_undecodable(pdf, font) {
+            return Decoder::Unknown;
+        }
+        match font.get_font_encoding_with_limit(pdf, DEFAULT_MAX_DECOMPRESSED_SIZE) {
+            Ok(encoding) => Decoder::Lopdf(encoding),
+            Err(_) => Decoder::Unknown,
+        }
+    }
+
+    fn decode(&self, bytes: &[u8], out: &mut String) {
+        match self {
+            Decoder::Lopdf(encoding) => {
+                if let Ok(text) = encoding.bytes_to_string(bytes) {
+                    out.push_str(&text);
+                }
+            }
+            Decoder::Cid(map) => map.decode(bytes, out),
+            Decoder::Unknown => {}
+        }
+    }
+}
+
+/// Walks a page's content stream: text-showing operators give text; moves to a new line
+/// give line breaks; horizontal moves and wide `TJ` gaps give spaces (the cleaner removes
+/// those that fall between Chinese characters).
+fn page_text(pdf: &Pdf, page_id: ObjectId) -> Result<String, lopdf::Error> {
+    let decoders: BTreeMap<Vec<u8>, Decoder> = pdf
+        .get_page_fonts(page_id)?
+        .into_iter()
+        .map(|(name, font)| (name, Decoder::for_font(pdf, font)))
+        .collect();
+    let content = pdf.get_page_content_with_limit(page_id, DEFAULT_MAX_DECOMPRESSED_SIZE)?;
+    let content = Content::decode(&content)?;
+
+    let mut out = String::new();
+    let mut font: Option<&Decoder> = None;
+    let mut line_y: Option<f32> = None;
+    for op in &content.operations {
+        let operands = &op.operands;
+        match op.operator.as_str() {
+            "Tf" => {
+                font = operands
+                    .first()
+                    .and_then(|o| o.as_name().ok())
+                    .and_then(|name| decoders.get(name));
+            }
+            "Tj" => show(font, operands.first(), &mut out),
+            "'" => {
+                newline(&mut out);
+                show(font, operands.first(), &mut out);
+            }
+            "\"" => {
+                newline(&mut out);
+                show(font, operands.get(2), &mut out);
+            }
+            "TJ" => {
+                for item in operands
+                    .first()
+                    .and_then(|o| o.as_array().ok())
+                    .into_iter()
+                    .flatten()
+                {
+                    match number(item) {
+                        Some(n) if -n > TJ_SPACE => space(&mut out),
+                        Some(_) => {}
+                        None => show(font, Some(item), &mut out),
+                    }
+                }
+            }
+            "Td" | "TD" => {
+                let (tx, ty) = (operand(operands, 0), operand(operands, 1));
+                if ty != 0.0 {
+                    newline(&mut out);
+                } else if tx != 0.0 {
+                    space(&mut out);
+                }
+            }
+            "Tm" => {
+                // A new text matrix on the same baseline continues the line.
+                let y = operand(operands, 5);
+                if line_y.is_some_and(|prev| (prev - y).abs() < 0.5) {
+                    space(&mut out);
+                } else {
+                    newline(&mut out);
+                }
+                line_y = Some(y);
+            }
+            "T*" | "ET" => newline(&mut out),
+            "BT" => line_y = None,
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+fn show(font: Option<&Decoder>, operand: Option<&Object>, out: &mut String) {
+    if let (Some(font), Some(Object::String(bytes, _))) = (font, operand) {
+        font.decode(bytes, out);
+    }
+}
+
+fn number(o: &Object) -> Option<f32> {
+    match *o {
+        Object::Integer(i) => Some(i as f32),
+        Object::Real(r) => Some(r),
+        _ => None,
+    }
+}
+
+fn operand(operands: &[Object], i: usize) -> f32 {
+    operands.get(i).and_then(number).unwrap_or(0.0)
+}
+
+fn newline(out: &mut String) {
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+}
+
+fn space(out: &mut String) {
+    if !out.is_empty() && !out.ends_with([' ', '\n']) {
+        out.push(' ');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::OnceLock;
+
+    use super::*;
+    use crate::ingest::load::tests::{garbage, shared_data};
+
+    /// The pumpkin book, extracted once for all tests.
+    fn pumpkin() -> &'static [Section] {
+        static SECTIONS: OnceLock<Vec<Section>> = OnceLock::new();
+        SECTIONS.get_or_init(|| {
+            let bytes = std::fs::read(shared_data("pumpkin_book/pumpkin_book.pdf")).unwrap();
+            sections("pumpkin_book.pdf", &bytes).unwrap()
+        })
+    }
+
+    fn page(n: u32) -> &'static str {
+        let section = pumpkin().iter().find(|s| s.page == Some(n));
+        &section
+            .unwrap_or_else(|| panic!("no section for page {n}"))
+            .text
+    }
+
+    #[test]
+    fn chinese_text_comes_out_readable() {
+        // Page 14 (as a viewer counts) opens chapter 1; its fonts have no ToUnicode map.
+        let text = page(14);
+        assert!(text.contains("绪论"), "{text}");
+        assert!(
+            text.contains(
+                "本章作为“西瓜书”的开篇，主要讲解什么是机器学习以及机器学习的相关数学符号"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn page_numbers_match_the_viewer() {
+        // Chapter 2 starts on page 18 of the file (pdftotext -f 18 agrees).
+        assert!(page(18).contains("第 2 章模型评估与选择"), "{}", page(18));
+        assert!(!page(17).contains("模型评估与选择"), "{}", page(17));
+        let pages: Vec<u32> = pumpkin().iter().filter_map(|s| s.page).collect();
+        assert!(pages.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(pages.last(), Some(&196));
+    }
+
+    #[test]
+    fn lines_of_a_paragraph_are_joined_and_no_mojibake_remains() {
+        let text = page(14);
+        // In the PDF this sentence breaks after "作"; the cleaner rejoins it.
+        assert!(text.contains("为后续内容作铺垫"), "{text}");
+        assert!(!text.contains('\u{fffd}') && !text.contains('ˇ'), "{text}");
+    }
+
+    #[test]
+    fn every_page_of_the_book_is_extracted_quickly() {
+        let bytes = std::fs::read(shared_data("pumpkin_book/pumpkin_book.pdf")).unwrap();
+        let start = std::time::Instant::now();
+        let s = sections("pumpkin_book.pdf", &bytes).unwrap();
+        let elapsed = start.elapsed();
+        eprintln!(
+            "pumpkin_book.pdf: {} pages with text in {elapsed:?}",
+            s.len()
+        );
+        assert!(s.len() > 180, "{} pages with text", s.len());
+        // Debug builds are far slower; the budget is for --release.
+        if !cfg!(debug_assertions) {
+            assert!(elapsed.as_secs() < 10, "{elapsed:?}");
+        }
+    }
+
+    #[test]
+    fn corrupt_pdf_is_an_error_naming_the_file() {
+        let err = sections("broken.pdf", b"%PDF-1.5\n this is not a pdf").unwrap_err();
+        assert!(matches!(err, LoadError::Corrupt { .. }));
+        assert!(err.to_string().contains("broken.pdf"), "{err}");
+    }
+
+    #[test]
+    fn truncated_pdf_is_an_error_or_partial_never_a_panic() {
+        let bytes = std::fs::read(shared_data("pumpkin_book/pumpkin_book.pdf")).unwrap();
+        for cut in [10, 1000, 100_000, bytes.len() / 2] {
+            let _ = sections("cut.pdf", &bytes[..cut]);
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        for bytes in garbage(300) {
+            let _ = sections("garbage.pdf", &bytes);
+            let mut pdfish = b"%PDF-1.4\n1 0 obj <<>> stream\n".to_vec();
+            pdfish.extend_from_slice(&bytes);
+            pdfish.extend_from_slice(b"\nendstream endobj\ntrailer <</Root 1 0 R>>\n%%EOF");
+            let _ = sections("garbage.pdf", &pdfish);
+        }
+    }
+}
