@@ -162,7 +162,7 @@ fn join_lines(out: &mut String, next: &str, mode: Mode) {
     if let (Some(p), Some(f)) = (prev, first)
         && !after_heading
     {
-        if is_cjk(p) && is_cjk(f) && !is_sentence_end(p) {
+        if cjk_pair(p, f) && !is_sentence_end(p) {
             return;
         }
         if mode == Mode::Prose && p == '-' && f.is_ascii_lowercase() {
@@ -199,7 +199,7 @@ fn tidy_line(line: &str, mode: Mode) -> String {
             }
             let before = (start > 0).then(|| chars[start - 1]);
             let after = chars.get(i).copied();
-            let between_cjk = before.is_some_and(is_cjk) && after.is_some_and(is_cjk);
+            let between_cjk = matches!((before, after), (Some(b), Some(a)) if cjk_pair(b, a));
             if after.is_some() && !between_cjk {
                 out.push(' ');
             }
@@ -229,6 +229,15 @@ pub(crate) fn is_cjk(c: char) -> bool {
         | '\u{ff61}'..='\u{ff9f}' // half-width katakana and punctuation
         | '\u{20000}'..='\u{3134f}' // extensions B..G
     )
+}
+
+/// Whether two neighbours belong to one run of CJK text. Curly quotes are shared with
+/// English, so they count only next to a CJK character: “数学” in Chinese is full-width.
+fn cjk_pair(before: char, after: char) -> bool {
+    let quote = |c: char| matches!(c, '“' | '”' | '‘' | '’');
+    (is_cjk(before) || quote(before))
+        && (is_cjk(after) || quote(after))
+        && (is_cjk(before) || is_cjk(after))
 }
 
 fn is_sentence_end(c: char) -> bool {
@@ -261,6 +270,13 @@ mod tests {
             clean_text("线性回归、\n对数几率回归"),
             "线性回归、对数几率回归"
         );
+    }
+
+    #[test]
+    fn curly_quotes_join_chinese_but_not_english() {
+        assert_eq!(clean_text("不够\n“数学” ，因此"), "不够“数学”，因此");
+        assert_eq!(clean_text("He said “yes” “no”"), "He said “yes” “no”");
+        assert_eq!(clean_text("“yes”\n“no”"), "“yes”\n“no”");
     }
 
     #[test]

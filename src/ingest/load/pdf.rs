@@ -7,7 +7,7 @@
 
 mod cid;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use lopdf::content::Content;
@@ -59,7 +59,7 @@ fn pages(bytes: &[u8]) -> Result<Vec<(u32, String)>, String> {
     if pages.is_empty() {
         return Err("the PDF has no pages".to_string());
     }
-    Ok(pages
+    let mut pages: Vec<(u32, String)> = pages
         .into_iter()
         .map(|(n, id)| {
             // One bad page (a broken stream) should not cost the rest of the book.
@@ -69,7 +69,66 @@ fn pages(bytes: &[u8]) -> Result<Vec<(u32, String)>, String> {
             });
             (n, text)
         })
-        .collect())
+        .collect();
+    strip_running_lines(&mut pages);
+    Ok(pages)
+}
+
+/// Lines this close to a page's top or bottom may be running headers or footers.
+const EDGE_LINES: usize = 3;
+
+/// Removes running headers and footers: lines found at the top or bottom edge of at least
+/// half the pages (digits ignored, so page numbers match). Repeated on every page, they
+/// would otherwise dominate retrieval.
+fn strip_running_lines(pages: &mut [(u32, String)]) {
+    if pages.len() < 4 {
+        return;
+    }
+    let key = |line: &str| -> String {
+        let line = line.trim();
+        line.chars()
+            .map(|c| if c.is_ascii_digit() { '#' } else { c })
+            .collect()
+    };
+    let edges = |text: &str| -> Vec<String> {
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        let mut keys: Vec<String> = lines.iter().take(EDGE_LINES).map(|l| key(l)).collect();
+        let tail = lines
+            .len()
+            .saturating_sub(EDGE_LINES)
+            .max(EDGE_LINES.min(lines.len()));
+        keys.extend(lines[tail..].iter().map(|l| key(l)));
+        keys.sort();
+        keys.dedup();
+        keys
+    };
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for (_, text) in pages.iter() {
+        for k in edges(text) {
+            *counts.entry(k).or_default() += 1;
+        }
+    }
+    let running: HashSet<String> = counts
+        .into_iter()
+        .filter(|(_, n)| *n * 2 >= pages.len())
+        .map(|(k, _)| k)
+        .collect();
+    if running.is_empty() {
+        return;
+    }
+    for (_, text) in pages.iter_mut() {
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        let n = lines.len();
+        let kept: Vec<&str> = lines
+            .iter()
+            .enumerate()
+            .filter(|(i, l)| {
+                !((*i < EDGE_LINES || *i + EDGE_LINES >= n) && running.contains(&key(l)))
+            })
+            .map(|(_, l)| *l)
+            .collect();
+        *text = kept.join("\n");
+    }
 }
 
 /// How to turn a font's string bytes into text.
@@ -279,6 +338,35 @@ mod tests {
         if !cfg!(debug_assertions) {
             assert!(elapsed.as_secs() < 10, "{elapsed:?}");
         }
+    }
+
+    #[test]
+    fn running_headers_and_footers_are_removed() {
+        for n in [14, 18, 100] {
+            let text = page(n);
+            assert!(
+                !text.contains("欢迎去各大电商平台选购纸质版南瓜书"),
+                "page {n}: {text}"
+            );
+            assert!(!text.contains("配套视频教程"), "page {n}: {text}");
+        }
+    }
+
+    #[test]
+    fn only_lines_repeated_at_page_edges_are_running_lines() {
+        let mut pages: Vec<(u32, String)> = ["a", "b", "c", "d", "e", "f"]
+            .iter()
+            .zip(1..)
+            .map(|(w, n)| {
+                (
+                    n,
+                    format!("Header\n{w}1\n{w}2\nx\n{w}3\n{w}4\n{w}5\n- {n} -"),
+                )
+            })
+            .collect();
+        strip_running_lines(&mut pages);
+        // "x" repeats on every page but away from the edges, so it stays.
+        assert_eq!(pages[1].1, "b1\nb2\nx\nb3\nb4\nb5");
     }
 
     #[test]
