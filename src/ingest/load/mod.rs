@@ -12,6 +12,7 @@ mod text;
 mod url;
 
 use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::time::Duration;
 
@@ -126,14 +127,27 @@ pub fn kind_for_path(path: &Path) -> Option<DocKind> {
 
 /// Parses `bytes` as a document of `kind`; the result may have no sections (a scanned PDF).
 pub fn load_bytes(source: &str, kind: DocKind, bytes: &[u8]) -> Result<Document, LoadError> {
-    let sections = match kind {
-        DocKind::Pdf => pdf::sections(source, bytes)?,
-        DocKind::Markdown => markdown::sections(&text::decode(source, bytes), None),
-        DocKind::Text => text::sections(source, bytes),
-        DocKind::Html => html::sections(source, bytes)?,
-        DocKind::Subtitles => subtitles::sections(&text::decode(source, bytes)),
-        DocKind::Docx => docx::sections(source, bytes)?,
-    };
+    // Parsers of untrusted files (lopdf above all) can panic; that must not take the
+    // ingest down, so a panic becomes `Corrupt`.
+    let parsed = catch_unwind(AssertUnwindSafe(|| match kind {
+        DocKind::Pdf => pdf::sections(source, bytes),
+        DocKind::Markdown => Ok(markdown::sections(&text::decode(source, bytes), None)),
+        DocKind::Text => Ok(text::sections(source, bytes)),
+        DocKind::Html => html::sections(source, bytes),
+        DocKind::Subtitles => Ok(subtitles::sections(&text::decode(source, bytes))),
+        DocKind::Docx => docx::sections(source, bytes),
+    }));
+    let sections = parsed.unwrap_or_else(|panic| {
+        let msg = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(LoadError::corrupt(
+            source,
+            format!("the {kind:?} parser crashed: {msg}"),
+        ))
+    })?;
     if sections.is_empty() {
         tracing::warn!(source, ?kind, "no text found");
     }

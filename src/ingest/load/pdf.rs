@@ -8,7 +8,6 @@
 mod cid;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use lopdf::content::Content;
 use lopdf::{
@@ -23,19 +22,10 @@ use crate::ingest::document::Section;
 /// a word gap; TeX's inter-word space is about 333.
 const TJ_SPACE: f32 = 200.0;
 
-/// Extracts each page's text; pages without text are dropped. A parser panic, an
-/// encrypted file or a broken file is `Corrupt`.
+/// Extracts each page's text; pages without text are dropped. An encrypted or broken file
+/// is `Corrupt`. lopdf can panic on malformed files: `load_bytes` catches that.
 pub(super) fn sections(source: &str, bytes: &[u8]) -> Result<Vec<Section>, LoadError> {
-    let pages = catch_unwind(AssertUnwindSafe(|| pages(bytes)))
-        .map_err(|panic| {
-            let msg = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            LoadError::corrupt(source, format!("the PDF parser crashed: {msg}"))
-        })?
-        .map_err(|reason| LoadError::corrupt(source, reason))?;
+    let pages = pages(bytes).map_err(|reason| LoadError::corrupt(source, reason))?;
     Ok(pages
         .into_iter()
         .filter_map(|(page, raw)| {
@@ -367,6 +357,82 @@ mod tests {
         strip_running_lines(&mut pages);
         // "x" repeats on every page but away from the edges, so it stays.
         assert_eq!(pages[1].1, "b1\nb2\nx\nb3\nb4\nb5");
+    }
+
+    /// A small Helvetica PDF with one page per text, optionally encrypted for a user password.
+    fn synthetic_pdf(texts: &[&str], user_password: Option<&str>) -> Vec<u8> {
+        use lopdf::{Stream, dictionary};
+        let mut doc = Pdf::with_version("1.5");
+        // Encryption needs a file /ID.
+        let id = Object::string_literal(b"0123456789abcdef");
+        doc.trailer.set("ID", Object::Array(vec![id.clone(), id]));
+        let pages_id = doc.new_object_id();
+        let font_id = doc.add_object(dictionary! {
+            "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica",
+        });
+        let kids: Vec<Object> = texts
+            .iter()
+            .map(|text| {
+                let content = format!("BT /F1 12 Tf 72 700 Td ({text}) Tj ET");
+                let contents = doc.add_object(Stream::new(dictionary! {}, content.into_bytes()));
+                doc.add_object(dictionary! {
+                    "Type" => "Page",
+                    "Parent" => pages_id,
+                    "MediaBox" => vec![0.into(), 0.into(), 612.into(), 792.into()],
+                    "Resources" => dictionary! { "Font" => dictionary! { "F1" => font_id } },
+                    "Contents" => contents,
+                })
+                .into()
+            })
+            .collect();
+        let count = texts.len() as i64;
+        doc.objects.insert(
+            pages_id,
+            dictionary! { "Type" => "Pages", "Kids" => kids, "Count" => count }.into(),
+        );
+        let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+        doc.trailer.set("Root", catalog);
+        if let Some(user_password) = user_password {
+            let state = lopdf::EncryptionState::try_from(lopdf::EncryptionVersion::V2 {
+                document: &doc,
+                owner_password: "owner",
+                user_password,
+                key_length: 128,
+                permissions: lopdf::Permissions::all(),
+            })
+            .unwrap();
+            doc.encrypt(&state).unwrap();
+        }
+        let mut bytes = Vec::new();
+        doc.save_to(&mut bytes).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn empty_pages_are_dropped_and_the_rest_keep_their_numbers() {
+        let bytes = synthetic_pdf(&["first page", "", "third page"], None);
+        let s = sections("three.pdf", &bytes).unwrap();
+        let got: Vec<_> = s.iter().map(|s| (s.page, s.text.as_str())).collect();
+        assert_eq!(got, [(Some(1), "first page"), (Some(3), "third page")]);
+    }
+
+    #[test]
+    fn password_protected_pdf_is_corrupt_naming_the_file() {
+        let bytes = synthetic_pdf(&["secret plans"], Some("hunter2"));
+        let err = sections("locked.pdf", &bytes).unwrap_err();
+        assert!(matches!(err, LoadError::Corrupt { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("locked.pdf") && msg.contains("encrypted"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn pdf_encrypted_with_an_empty_user_password_is_read() {
+        let bytes = synthetic_pdf(&["open to all"], Some(""));
+        let s = sections("open.pdf", &bytes).unwrap();
+        assert_eq!(s[0].text, "open to all");
     }
 
     #[test]
