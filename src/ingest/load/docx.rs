@@ -83,23 +83,22 @@ struct Paragraph {
 fn paragraphs(xml: &str) -> Result<Vec<Paragraph>, quick_xml::Error> {
     let mut reader = quick_xml::Reader::from_str(xml);
     let mut out = Vec::new();
-    let mut current: Option<Paragraph> = None;
+    // Text boxes nest paragraphs inside paragraphs, so open ones form a stack.
+    let mut open: Vec<Paragraph> = Vec::new();
     let mut in_text = false;
     loop {
         match reader.read_event()? {
-            Event::Start(e) if e.local_name().as_ref() == b"p" => {
-                current = Some(Paragraph::default())
-            }
-            Event::End(e) if e.local_name().as_ref() == b"p" => out.extend(current.take()),
+            Event::Start(e) if e.local_name().as_ref() == b"p" => open.push(Paragraph::default()),
+            Event::End(e) if e.local_name().as_ref() == b"p" => out.extend(open.pop()),
             Event::Start(e) if e.local_name().as_ref() == b"t" => in_text = true,
             Event::End(e) if e.local_name().as_ref() == b"t" => in_text = false,
             Event::Text(t) if in_text => {
-                if let Some(p) = current.as_mut() {
+                if let Some(p) = open.last_mut() {
                     p.text.push_str(&t.unescape()?);
                 }
             }
             Event::Empty(e) | Event::Start(e) => {
-                if let Some(p) = current.as_mut() {
+                if let Some(p) = open.last_mut() {
                     match e.local_name().as_ref() {
                         b"tab" => p.text.push('\t'),
                         b"br" | b"cr" => p.text.push('\n'),
@@ -275,6 +274,13 @@ mod tests {
         let body = r#"<w:p><w:r><w:t>机器</w:t></w:r><w:r><w:t>学习</w:t><w:tab/><w:t>ML</w:t><w:br/><w:t>next</w:t></w:r></w:p>"#;
         let s = sections("t.docx", &docx(&[("word/document.xml", &document(body))])).unwrap();
         assert_eq!(s[0].text, "机器学习 ML\nnext");
+    }
+
+    #[test]
+    fn text_box_paragraphs_do_not_swallow_their_host() {
+        let body = r#"<w:p><w:r><w:t>外层开头</w:t></w:r><w:r><w:txbxContent><w:p><w:r><w:t>文本框</w:t></w:r></w:p></w:txbxContent></w:r><w:r><w:t>外层结尾</w:t></w:r></w:p>"#;
+        let s = sections("box.docx", &docx(&[("word/document.xml", &document(body))])).unwrap();
+        assert_eq!(s[0].text, "文本框\n\n外层开头外层结尾");
     }
 
     #[test]
