@@ -48,7 +48,9 @@ async fn fetch(url: &str, limits: &LoadLimits) -> Result<Fetched, LoadError> {
         let addrs = resolve_checked(&current, limits).await?;
         let mut client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(limits.fetch_timeout);
+            .timeout(limits.fetch_timeout)
+            // Some sites refuse requests that carry no User-Agent.
+            .user_agent(concat!("lore/", env!("CARGO_PKG_VERSION")));
         // Connect only to the addresses just checked, so a second DNS answer cannot
         // swap in a private address (DNS rebinding).
         if let Some(domain) = current.host_str().filter(|h| ip_literal(h).is_none()) {
