@@ -1,5 +1,6 @@
 //! Knowledge's path: load → clean → split → embed → store.
 
+pub mod clean;
 pub mod document;
 pub mod load;
 pub mod pipeline;

@@ -1,0 +1,463 @@
+//! PDF: one section per page with text, numbered as a viewer numbers pages (1-based).
+//!
+//! Text comes from walking each page's content stream with lopdf's font encodings, plus
+//! Adobe-GB1 decoding for Chinese CID fonts without a ToUnicode map (see [`cid`]).
+//! lopdf's own `extract_text` was not enough: it turns those fonts into mojibake and runs
+//! lines of a text block together.
+
+mod cid;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use lopdf::content::Content;
+use lopdf::{
+    DEFAULT_MAX_DECOMPRESSED_SIZE, Dictionary, Document as Pdf, Encoding, Object, ObjectId,
+};
+
+use super::LoadError;
+use crate::ingest::clean::clean_text;
+use crate::ingest::document::Section;
+
+/// A `TJ` adjustment wider than this (thousandths of an em, negative = move right) is
+/// a word gap; TeX's inter-word space is about 333.
+const TJ_SPACE: f32 = 200.0;
+
+/// Extracts each page's text; pages without text are dropped. An encrypted or broken file
+/// is `Corrupt`. lopdf can panic on malformed files: `load_bytes` catches that.
+pub(super) fn sections(source: &str, bytes: &[u8]) -> Result<Vec<Section>, LoadError> {
+    let pages = pages(bytes).map_err(|reason| LoadError::corrupt(source, reason))?;
+    Ok(pages
+        .into_iter()
+        .filter_map(|(page, raw)| {
+            let text = clean_text(&raw);
+            (!text.is_empty()).then(|| Section {
+                text,
+                page: Some(page),
+                ..Section::default()
+            })
+        })
+        .collect())
+}
+
+/// Raw text of every page, keyed by 1-based page number.
+fn pages(bytes: &[u8]) -> Result<Vec<(u32, String)>, String> {
+    let pdf = Pdf::load_mem(bytes).map_err(|e| format!("not a readable PDF: {e}"))?;
+    if pdf.is_encrypted() {
+        return Err("the PDF is encrypted and needs a password".to_string());
+    }
+    let pages = pdf.get_pages();
+    if pages.is_empty() {
+        return Err("the PDF has no pages".to_string());
+    }
+    let mut pages: Vec<(u32, String)> = pages
+        .into_iter()
+        .map(|(n, id)| {
+            // One bad page (a broken stream) should not cost the rest of the book.
+            let text = page_text(&pdf, id).unwrap_or_else(|e| {
+                tracing::warn!(page = n, "skipping unreadable PDF page: {e}");
+                String::new()
+            });
+            (n, text)
+        })
+        .collect();
+    strip_running_lines(&mut pages);
+    Ok(pages)
+}
+
+/// Lines this close to a page's top or bottom may be running headers or footers.
+const EDGE_LINES: usize = 3;
+
+/// Removes running headers and footers: lines found at the top or bottom edge of at least
+/// half the pages (digits ignored, so page numbers match). Repeated on every page, they
+/// would otherwise dominate retrieval.
+fn strip_running_lines(pages: &mut [(u32, String)]) {
+    if pages.len() < 4 {
+        return;
+    }
+    let key = |line: &str| -> String {
+        let line = line.trim();
+        line.chars()
+            .map(|c| if c.is_ascii_digit() { '#' } else { c })
+            .collect()
+    };
+    let edges = |text: &str| -> Vec<String> {
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        let mut keys: Vec<String> = lines.iter().take(EDGE_LINES).map(|l| key(l)).collect();
+        let tail = lines
+            .len()
+            .saturating_sub(EDGE_LINES)
+            .max(EDGE_LINES.min(lines.len()));
+        keys.extend(lines[tail..].iter().map(|l| key(l)));
+        keys.sort();
+        keys.dedup();
+        keys
+    };
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for (_, text) in pages.iter() {
+        for k in edges(text) {
+            *counts.entry(k).or_default() += 1;
+        }
+    }
+    let running: HashSet<String> = counts
+        .into_iter()
+        .filter(|(_, n)| *n * 2 >= pages.len())
+        .map(|(k, _)| k)
+        .collect();
+    if running.is_empty() {
+        return;
+    }
+    for (_, text) in pages.iter_mut() {
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        let n = lines.len();
+        let kept: Vec<&str> = lines
+            .iter()
+            .enumerate()
+            .filter(|(i, l)| {
+                !((*i < EDGE_LINES || *i + EDGE_LINES >= n) && running.contains(&key(l)))
+            })
+            .map(|(_, l)| *l)
+            .collect();
+        *text = kept.join("\n");
+    }
+}
+
+/// How to turn a font's string bytes into text.
+enum Decoder<'a> {
+    Lopdf(Encoding<'a>),
+    Cid(&'static cid::CidMap),
+    /// Codes are glyph ids with no map to characters: emit nothing rather than noise.
+    Unknown,
+}
+
+impl Decoder<'_> {
+    fn for_font<'a>(pdf: &'a Pdf, font: &'a Dictionary) -> Decoder<'a> {
+        if let Some(map) = cid::map_for_font(pdf, font) {
+            return Decoder::Cid(map);
+        }
+        if cid::is_undecodable(pdf, font) {
+            return Decoder::Unknown;
+        }
+        match font.get_font_encoding_with_limit(pdf, DEFAULT_MAX_DECOMPRESSED_SIZE) {
+            Ok(encoding) => Decoder::Lopdf(encoding),
+            Err(_) => Decoder::Unknown,
+        }
+    }
+
+    fn decode(&self, bytes: &[u8], out: &mut String) {
+        match self {
+            Decoder::Lopdf(encoding) => {
+                if let Ok(text) = encoding.bytes_to_string(bytes) {
+                    out.push_str(&text);
+                }
+            }
+            Decoder::Cid(map) => map.decode(bytes, out),
+            Decoder::Unknown => {}
+        }
+    }
+}
+
+/// Walks a page's content stream: text-showing operators give text; moves to a new line
+/// give line breaks; horizontal moves and wide `TJ` gaps give spaces (the cleaner removes
+/// those that fall between Chinese characters).
+fn page_text(pdf: &Pdf, page_id: ObjectId) -> Result<String, lopdf::Error> {
+    let decoders: BTreeMap<Vec<u8>, Decoder> = pdf
+        .get_page_fonts(page_id)?
+        .into_iter()
+        .map(|(name, font)| (name, Decoder::for_font(pdf, font)))
+        .collect();
+    let content = pdf.get_page_content_with_limit(page_id, DEFAULT_MAX_DECOMPRESSED_SIZE)?;
+    let content = Content::decode(&content)?;
+
+    let mut out = String::new();
+    let mut font: Option<&Decoder> = None;
+    let mut line_y: Option<f32> = None;
+    for op in &content.operations {
+        let operands = &op.operands;
+        match op.operator.as_str() {
+            "Tf" => {
+                font = operands
+                    .first()
+                    .and_then(|o| o.as_name().ok())
+                    .and_then(|name| decoders.get(name));
+            }
+            "Tj" => show(font, operands.first(), &mut out),
+            "'" => {
+                newline(&mut out);
+                show(font, operands.first(), &mut out);
+            }
+            "\"" => {
+                newline(&mut out);
+                show(font, operands.get(2), &mut out);
+            }
+            "TJ" => {
+                for item in operands
+                    .first()
+                    .and_then(|o| o.as_array().ok())
+                    .into_iter()
+                    .flatten()
+                {
+                    match number(item) {
+                        Some(n) if -n > TJ_SPACE => space(&mut out),
+                        Some(_) => {}
+                        None => show(font, Some(item), &mut out),
+                    }
+                }
+            }
+            "Td" | "TD" => {
+                let (tx, ty) = (operand(operands, 0), operand(operands, 1));
+                if ty != 0.0 {
+                    newline(&mut out);
+                } else if tx != 0.0 {
+                    space(&mut out);
+                }
+            }
+            "Tm" => {
+                // A new text matrix on the same baseline continues the line.
+                let y = operand(operands, 5);
+                if line_y.is_some_and(|prev| (prev - y).abs() < 0.5) {
+                    space(&mut out);
+                } else {
+                    newline(&mut out);
+                }
+                line_y = Some(y);
+            }
+            "T*" | "ET" => newline(&mut out),
+            "BT" => line_y = None,
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+fn show(font: Option<&Decoder>, operand: Option<&Object>, out: &mut String) {
+    if let (Some(font), Some(Object::String(bytes, _))) = (font, operand) {
+        font.decode(bytes, out);
+    }
+}
+
+fn number(o: &Object) -> Option<f32> {
+    match *o {
+        Object::Integer(i) => Some(i as f32),
+        Object::Real(r) => Some(r),
+        _ => None,
+    }
+}
+
+fn operand(operands: &[Object], i: usize) -> f32 {
+    operands.get(i).and_then(number).unwrap_or(0.0)
+}
+
+fn newline(out: &mut String) {
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+}
+
+fn space(out: &mut String) {
+    if !out.is_empty() && !out.ends_with([' ', '\n']) {
+        out.push(' ');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::OnceLock;
+
+    use super::*;
+    use crate::ingest::load::tests::{garbage, shared_data};
+
+    /// The pumpkin book, extracted once for all tests.
+    fn pumpkin() -> &'static [Section] {
+        static SECTIONS: OnceLock<Vec<Section>> = OnceLock::new();
+        SECTIONS.get_or_init(|| {
+            let bytes = std::fs::read(shared_data("pumpkin_book/pumpkin_book.pdf")).unwrap();
+            sections("pumpkin_book.pdf", &bytes).unwrap()
+        })
+    }
+
+    fn page(n: u32) -> &'static str {
+        let section = pumpkin().iter().find(|s| s.page == Some(n));
+        &section
+            .unwrap_or_else(|| panic!("no section for page {n}"))
+            .text
+    }
+
+    #[test]
+    fn chinese_text_comes_out_readable() {
+        // Page 14 (as a viewer counts) opens chapter 1; its fonts have no ToUnicode map.
+        let text = page(14);
+        assert!(text.contains("绪论"), "{text}");
+        assert!(
+            text.contains(
+                "本章作为“西瓜书”的开篇，主要讲解什么是机器学习以及机器学习的相关数学符号"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn page_numbers_match_the_viewer() {
+        // Chapter 2 starts on page 18 of the file (pdftotext -f 18 agrees).
+        assert!(page(18).contains("第 2 章模型评估与选择"), "{}", page(18));
+        assert!(!page(17).contains("模型评估与选择"), "{}", page(17));
+        let pages: Vec<u32> = pumpkin().iter().filter_map(|s| s.page).collect();
+        assert!(pages.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(pages.last(), Some(&196));
+    }
+
+    #[test]
+    fn lines_of_a_paragraph_are_joined_and_no_mojibake_remains() {
+        let text = page(14);
+        // In the PDF this sentence breaks after "作"; the cleaner rejoins it.
+        assert!(text.contains("为后续内容作铺垫"), "{text}");
+        assert!(!text.contains('\u{fffd}') && !text.contains('ˇ'), "{text}");
+    }
+
+    #[test]
+    fn every_page_of_the_book_is_extracted_quickly() {
+        let bytes = std::fs::read(shared_data("pumpkin_book/pumpkin_book.pdf")).unwrap();
+        let start = std::time::Instant::now();
+        let s = sections("pumpkin_book.pdf", &bytes).unwrap();
+        let elapsed = start.elapsed();
+        eprintln!(
+            "pumpkin_book.pdf: {} pages with text in {elapsed:?}",
+            s.len()
+        );
+        assert!(s.len() > 180, "{} pages with text", s.len());
+        // Debug builds are far slower; the budget is for --release.
+        if !cfg!(debug_assertions) {
+            assert!(elapsed.as_secs() < 10, "{elapsed:?}");
+        }
+    }
+
+    #[test]
+    fn running_headers_and_footers_are_removed() {
+        for n in [14, 18, 100] {
+            let text = page(n);
+            assert!(
+                !text.contains("欢迎去各大电商平台选购纸质版南瓜书"),
+                "page {n}: {text}"
+            );
+            assert!(!text.contains("配套视频教程"), "page {n}: {text}");
+        }
+    }
+
+    #[test]
+    fn only_lines_repeated_at_page_edges_are_running_lines() {
+        let mut pages: Vec<(u32, String)> = ["a", "b", "c", "d", "e", "f"]
+            .iter()
+            .zip(1..)
+            .map(|(w, n)| {
+                (
+                    n,
+                    format!("Header\n{w}1\n{w}2\nx\n{w}3\n{w}4\n{w}5\n- {n} -"),
+                )
+            })
+            .collect();
+        strip_running_lines(&mut pages);
+        // "x" repeats on every page but away from the edges, so it stays.
+        assert_eq!(pages[1].1, "b1\nb2\nx\nb3\nb4\nb5");
+    }
+
+    /// A small Helvetica PDF with one page per text, optionally encrypted for a user password.
+    fn synthetic_pdf(texts: &[&str], user_password: Option<&str>) -> Vec<u8> {
+        use lopdf::{Stream, dictionary};
+        let mut doc = Pdf::with_version("1.5");
+        // Encryption needs a file /ID.
+        let id = Object::string_literal(b"0123456789abcdef");
+        doc.trailer.set("ID", Object::Array(vec![id.clone(), id]));
+        let pages_id = doc.new_object_id();
+        let font_id = doc.add_object(dictionary! {
+            "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica",
+        });
+        let kids: Vec<Object> = texts
+            .iter()
+            .map(|text| {
+                let content = format!("BT /F1 12 Tf 72 700 Td ({text}) Tj ET");
+                let contents = doc.add_object(Stream::new(dictionary! {}, content.into_bytes()));
+                doc.add_object(dictionary! {
+                    "Type" => "Page",
+                    "Parent" => pages_id,
+                    "MediaBox" => vec![0.into(), 0.into(), 612.into(), 792.into()],
+                    "Resources" => dictionary! { "Font" => dictionary! { "F1" => font_id } },
+                    "Contents" => contents,
+                })
+                .into()
+            })
+            .collect();
+        let count = texts.len() as i64;
+        doc.objects.insert(
+            pages_id,
+            dictionary! { "Type" => "Pages", "Kids" => kids, "Count" => count }.into(),
+        );
+        let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+        doc.trailer.set("Root", catalog);
+        if let Some(user_password) = user_password {
+            let state = lopdf::EncryptionState::try_from(lopdf::EncryptionVersion::V2 {
+                document: &doc,
+                owner_password: "owner",
+                user_password,
+                key_length: 128,
+                permissions: lopdf::Permissions::all(),
+            })
+            .unwrap();
+            doc.encrypt(&state).unwrap();
+        }
+        let mut bytes = Vec::new();
+        doc.save_to(&mut bytes).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn empty_pages_are_dropped_and_the_rest_keep_their_numbers() {
+        let bytes = synthetic_pdf(&["first page", "", "third page"], None);
+        let s = sections("three.pdf", &bytes).unwrap();
+        let got: Vec<_> = s.iter().map(|s| (s.page, s.text.as_str())).collect();
+        assert_eq!(got, [(Some(1), "first page"), (Some(3), "third page")]);
+    }
+
+    #[test]
+    fn password_protected_pdf_is_corrupt_naming_the_file() {
+        let bytes = synthetic_pdf(&["secret plans"], Some("hunter2"));
+        let err = sections("locked.pdf", &bytes).unwrap_err();
+        assert!(matches!(err, LoadError::Corrupt { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("locked.pdf") && msg.contains("encrypted"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn pdf_encrypted_with_an_empty_user_password_is_read() {
+        let bytes = synthetic_pdf(&["open to all"], Some(""));
+        let s = sections("open.pdf", &bytes).unwrap();
+        assert_eq!(s[0].text, "open to all");
+    }
+
+    #[test]
+    fn corrupt_pdf_is_an_error_naming_the_file() {
+        let err = sections("broken.pdf", b"%PDF-1.5\n this is not a pdf").unwrap_err();
+        assert!(matches!(err, LoadError::Corrupt { .. }));
+        assert!(err.to_string().contains("broken.pdf"), "{err}");
+    }
+
+    #[test]
+    fn truncated_pdf_is_an_error_or_partial_never_a_panic() {
+        let bytes = std::fs::read(shared_data("pumpkin_book/pumpkin_book.pdf")).unwrap();
+        for cut in [10, 1000, 100_000, bytes.len() / 2] {
+            let _ = sections("cut.pdf", &bytes[..cut]);
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        for bytes in garbage(300) {
+            let _ = sections("garbage.pdf", &bytes);
+            let mut pdfish = b"%PDF-1.4\n1 0 obj <<>> stream\n".to_vec();
+            pdfish.extend_from_slice(&bytes);
+            pdfish.extend_from_slice(b"\nendstream endobj\ntrailer <</Root 1 0 R>>\n%%EOF");
+            let _ = sections("garbage.pdf", &pdfish);
+        }
+    }
+}
