@@ -16,7 +16,12 @@ fn lore(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
         .spawn()
         .unwrap();
     if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
     }
     drop(child.stdin.take());
     child.wait_with_output().unwrap()
@@ -49,9 +54,17 @@ fn search_json_lines_carry_the_documented_fields() {
     let docs = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     corpus(docs.path());
-    stdout(&lore(data.path(), &["ingest", docs.path().to_str().unwrap()], None));
+    stdout(&lore(
+        data.path(),
+        &["ingest", docs.path().to_str().unwrap()],
+        None,
+    ));
 
-    let out = stdout(&lore(data.path(), &["search", "乌龙茶产自哪里", "--json", "-k", "2"], None));
+    let out = stdout(&lore(
+        data.path(),
+        &["search", "乌龙茶产自哪里", "--json", "-k", "2"],
+        None,
+    ));
     let first: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     assert_eq!(first["rank"], 1);
     assert!(first["score"].as_f64().unwrap() > 0.0);
@@ -67,7 +80,11 @@ fn batch_search_numbers_queries_by_line() {
     let docs = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     corpus(docs.path());
-    stdout(&lore(data.path(), &["ingest", docs.path().to_str().unwrap()], None));
+    stdout(&lore(
+        data.path(),
+        &["ingest", docs.path().to_str().unwrap()],
+        None,
+    ));
     let out = stdout(&lore(
         data.path(),
         &["search", "--batch", "-", "--json", "-k", "1"],
@@ -90,11 +107,19 @@ fn ask_cites_sources_and_admits_ignorance() {
     let docs = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     corpus(docs.path());
-    stdout(&lore(data.path(), &["ingest", docs.path().to_str().unwrap()], None));
+    stdout(&lore(
+        data.path(),
+        &["ingest", docs.path().to_str().unwrap()],
+        None,
+    ));
     let out = stdout(&lore(data.path(), &["ask", "乌龙茶产自哪里？"], None));
     assert!(out.contains("未配置大语言模型"), "{out}");
     assert!(out.contains("[1]") && out.contains("tea.md"), "{out}");
-    let out = stdout(&lore(data.path(), &["ask", "How do I rotate TLS certificates?"], None));
+    let out = stdout(&lore(
+        data.path(),
+        &["ask", "How do I rotate TLS certificates?"],
+        None,
+    ));
     assert!(out.contains("could not find"), "{out}");
     assert!(!out.contains("Sources:"), "{out}");
 }
@@ -104,7 +129,11 @@ fn sources_forget_and_stats() {
     let docs = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     corpus(docs.path());
-    let out = stdout(&lore(data.path(), &["ingest", docs.path().to_str().unwrap()], None));
+    let out = stdout(&lore(
+        data.path(),
+        &["ingest", docs.path().to_str().unwrap()],
+        None,
+    ));
     assert!(out.contains("ingested 2 files"), "{out}");
     let tea = docs.path().join("tea.md").display().to_string();
     let out = stdout(&lore(data.path(), &["sources"], None));
@@ -128,7 +157,11 @@ fn chat_reads_questions_from_a_pipe_and_uses_the_previous_question() {
     let docs = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     corpus(docs.path());
-    stdout(&lore(data.path(), &["ingest", docs.path().to_str().unwrap()], None));
+    stdout(&lore(
+        data.path(),
+        &["ingest", docs.path().to_str().unwrap()],
+        None,
+    ));
     let out = stdout(&lore(
         data.path(),
         &["chat"],
@@ -148,5 +181,8 @@ fn a_bad_setting_is_one_clear_error() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("retrieval.mode") || err.contains("mode"), "{err}");
+    assert!(
+        err.contains("retrieval.mode") || err.contains("mode"),
+        "{err}"
+    );
 }
