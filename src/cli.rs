@@ -91,6 +91,8 @@ pub enum Command {
         #[arg(long, default_value_t = 100_000)]
         synthetic: usize,
     },
+    /// Score retrieval (and answers) against a validation set; fresh stores per configuration.
+    Eval(crate::eval::EvalCommand),
 }
 
 /// Runs one command.
@@ -101,6 +103,9 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
     if let Command::Bench { corpus, synthetic } = cli.command {
         return crate::bench::run(&settings, synthetic, corpus).await;
+    }
+    if let Command::Eval(eval) = cli.command {
+        return crate::eval::run(eval, settings, &cli.tenant).await;
     }
     let app = App::open(settings).await?;
     let scope = TenantScope::only(&cli.tenant);
@@ -196,7 +201,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Bench { .. } => unreachable!("handled before the store is opened"),
+        Command::Bench { .. } | Command::Eval(_) => {
+            unreachable!("handled before the store is opened")
+        }
     }
 }
 

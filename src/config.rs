@@ -26,6 +26,7 @@ pub struct Settings {
     pub ingest: IngestSettings,
     pub embedding: EmbeddingSettings,
     pub retrieval: RetrievalSettings,
+    pub eval: crate::eval::settings::EvalSettings,
 }
 
 /// `[store]`: where the knowledge base lives.

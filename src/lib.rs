@@ -7,6 +7,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod embed;
+pub mod eval;
 pub mod ingest;
 pub mod llm;
 pub mod retrieve;
