@@ -1,0 +1,207 @@
+//! `lore eval` end to end on a slice of CMRC 2018, sparse-only so no model file is needed.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const CMRC: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/data/qa/cmrc2018_trial.json"
+);
+
+fn lore(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lore"))
+        .args(args)
+        .env("LORE_EMBEDDING__PROVIDER", "none")
+        .env_remove("LORE_TENANT")
+        .output()
+        .unwrap()
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "lore failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn results(dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn retrieval_on_a_cmrc_slice_finds_known_passages() {
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("run");
+    let printed = ok(lore(&[
+        "eval",
+        "retrieval",
+        "--qa",
+        CMRC,
+        "--limit",
+        "12",
+        "--mode",
+        "sparse",
+        "--k",
+        "1,5",
+        "--out",
+        dir.to_str().unwrap(),
+    ]));
+    assert!(printed.contains("recall@1"), "{printed}");
+    let r = results(&dir);
+    assert_eq!(r["cases"].as_array().unwrap().len(), 12);
+    // The first questions are about the first passage, and BM25 puts it first.
+    assert_eq!(r["cases"][0]["id"], "TRIAL_800_QUERY_0");
+    assert_eq!(r["cases"][0]["gold"], "p0000");
+    assert_eq!(r["cases"][0]["rank"], 1);
+    assert_eq!(r["recall"]["1"].as_f64(), Some(1.0));
+    assert!(r["mrr"].as_f64().unwrap() > 0.99);
+    assert!(r["ndcg@10"].as_f64().is_some());
+    // Every passage is indexed, not only the slice's: the others are distractors.
+    assert!(r["config"]["chunks"].as_u64().unwrap() >= 256);
+    let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(report.contains("Misses at k = 5 (0)"), "{report}");
+    assert!(
+        std::fs::read_to_string(dir.join("recall.svg"))
+            .unwrap()
+            .contains("<svg")
+    );
+}
+
+#[test]
+fn a_sweep_over_two_chunk_sizes_writes_two_separate_stores() {
+    let out = tempfile::tempdir().unwrap();
+    let printed = ok(lore(&[
+        "eval",
+        "sweep",
+        "--qa",
+        CMRC,
+        "--limit",
+        "30",
+        "--chunk-sizes",
+        "100,400",
+        "--modes",
+        "sparse,hybrid",
+        "--embedders",
+        "none",
+        "--k",
+        "1,5",
+        "--keep-stores",
+        "--out",
+        out.path().to_str().unwrap(),
+    ]));
+    assert!(
+        printed.contains("| none | 100 | 10 | sparse |"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("| none | 400 | 40 | sparse |"),
+        "{printed}"
+    );
+    let sweep: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("sweep.json")).unwrap())
+            .unwrap();
+    let stores: Vec<&str> = sweep["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(stores.len(), 2);
+    assert_ne!(stores[0], stores[1]);
+    for store in &stores {
+        assert!(Path::new(store).join("knowledge").is_dir(), "{store}");
+    }
+    // Each store holds only its own chunking: smaller chunks, more of them.
+    let cells = sweep["cells"].as_array().unwrap();
+    assert_eq!(
+        cells.len(),
+        2,
+        "hybrid without an embedder is skipped, not repeated"
+    );
+    let chunks: Vec<u64> = cells
+        .iter()
+        .map(|c| c["config"]["chunks"].as_u64().unwrap())
+        .collect();
+    assert!(chunks[0] > chunks[1], "{chunks:?}");
+    let skipped = sweep["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 2);
+    assert!(out.path().join("recall.svg").is_file());
+    assert!(
+        out.path()
+            .join("cells/100-10-none-sparse/results.json")
+            .is_file()
+    );
+
+    // The two cells compare, and the changed cases are listed.
+    let compared = ok(lore(&[
+        "eval",
+        "compare",
+        out.path()
+            .join("cells/100-10-none-sparse")
+            .to_str()
+            .unwrap(),
+        out.path()
+            .join("cells/400-40-none-sparse")
+            .to_str()
+            .unwrap(),
+    ]));
+    assert!(compared.contains("| recall@5 |"), "{compared}");
+    assert!(compared.contains("Cases whose rank changed"), "{compared}");
+}
+
+#[test]
+fn an_existing_store_is_evaluated_in_place() {
+    let data = tempfile::tempdir().unwrap();
+    let doc = data.path().join("notes.md");
+    std::fs::write(&doc, "# 部署\n\nlore 的数据目录由 store.data_dir 决定。\n").unwrap();
+    let store = data.path().join("kb");
+    let out = Command::new(env!("CARGO_BIN_EXE_lore"))
+        .args([
+            "--data-dir",
+            store.to_str().unwrap(),
+            "ingest",
+            doc.to_str().unwrap(),
+        ])
+        .env("LORE_EMBEDDING__PROVIDER", "none")
+        .output()
+        .unwrap();
+    ok(out);
+    let qa = data.path().join("qa.jsonl");
+    std::fs::write(
+        &qa,
+        "{\"query\":\"数据目录由什么决定\",\"source\":\"notes.md\"}\n",
+    )
+    .unwrap();
+    let run = data.path().join("run");
+    ok(lore(&[
+        "eval",
+        "retrieval",
+        "--qa",
+        qa.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+    ]));
+    let r = results(&run);
+    assert_eq!(r["cases"][0]["rank"], 1);
+    assert_eq!(r["config"]["store"], store.to_str().unwrap());
+}
+
+#[test]
+fn a_garbled_validation_set_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let qa = dir.path().join("broken.jsonl");
+    std::fs::write(&qa, "not json\n").unwrap();
+    let out = lore(&["eval", "retrieval", "--qa", qa.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("broken.jsonl") && err.contains("line 1"),
+        "{err}"
+    );
+}
