@@ -2,6 +2,7 @@
 //! file format, SentencePiece tokenizer, encoder, and length-sorted batching.
 
 pub mod format;
+mod kernels;
 pub mod model;
 pub mod tokenizer;
 
@@ -13,7 +14,7 @@ use std::path::Path;
 use rayon::prelude::*;
 
 use self::format::{E5File, FormatError};
-use self::model::Encoder;
+use self::model::{Encoder, ForwardError};
 use self::tokenizer::Tokenizer;
 use super::EmbedError;
 
@@ -47,7 +48,8 @@ pub struct Batching {
     pub max_batch_tokens: usize,
     /// Sort texts by token count first, so a batch holds similar lengths (order is restored).
     pub sort_by_length: bool,
-    /// Run batches concurrently on the pool rather than one after another.
+    /// Give each pool thread its own batches (a worker pool) rather than running batches
+    /// one after another with every matmul split across the threads.
     pub parallel_batches: bool,
 }
 
@@ -122,27 +124,24 @@ impl E5Model {
         texts: &[&str],
         kind: Kind,
         batching: &Batching,
-    ) -> candle_core::Result<Vec<Vec<f32>>> {
+    ) -> Result<Vec<Vec<f32>>, ForwardError> {
         let seqs: Vec<Vec<u32>> = texts.par_iter().map(|t| self.tokenize(t, kind)).collect();
         let mut order: Vec<usize> = (0..seqs.len()).collect();
         if batching.sort_by_length {
             order.sort_by_key(|&i| seqs[i].len());
         }
-        let batches = plan_batches(&order, &seqs, batching, rayon::current_num_threads());
+        let threads = rayon::current_num_threads();
+        let batches = plan_batches(&order, &seqs, batching, threads);
+        let workers = batching.parallel_batches && batches.len() > 1;
         let run = |batch: &Vec<usize>| {
             let refs: Vec<&[u32]> = batch.iter().map(|&i| seqs[i].as_slice()).collect();
-            self.encoder.embed(&refs)
+            // A worker owns its thread; otherwise the matmuls share the pool.
+            self.encoder.embed(&refs, if workers { 1 } else { threads })
         };
-        let results: Vec<Vec<Vec<f32>>> = if batching.parallel_batches {
-            batches
-                .par_iter()
-                .map(run)
-                .collect::<candle_core::Result<_>>()?
+        let results: Vec<Vec<Vec<f32>>> = if workers {
+            batches.par_iter().map(run).collect::<Result<_, _>>()?
         } else {
-            batches
-                .iter()
-                .map(run)
-                .collect::<candle_core::Result<_>>()?
+            batches.iter().map(run).collect::<Result<_, _>>()?
         };
         let mut out = vec![Vec::new(); texts.len()];
         for (batch, vectors) in batches.iter().zip(results) {

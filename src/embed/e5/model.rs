@@ -1,19 +1,31 @@
-//! The BERT encoder of multilingual-e5-small, run with candle on the CPU.
+//! The BERT encoder of multilingual-e5-small on the CPU.
 //!
 //! A batch is packed: the tokens of all texts form one `[T, hidden]` matrix, so every
-//! linear layer is a single matmul with no padding, and attention runs per text.
+//! linear layer is a single matmul with no padding, and attention runs per text. Buffers
+//! are plain `Vec<f32>`s; candle is only used to read the Q4_0 blocks.
 
 use std::borrow::Cow;
 
 use candle_core::quantized::{GgmlDType, QStorage, QTensor};
-use candle_core::{Device, Module, Tensor};
-use candle_nn::ops::softmax_last_dim;
-use candle_nn::{LayerNorm, Linear};
+use candle_core::{Device, Tensor};
+use rayon::prelude::*;
 
-use super::format::{Config, E5File, FormatError, Q4_BLOCK, Q4_BLOCK_BYTES};
+use super::format::{Config, E5File, FormatError};
+use super::kernels::{View, add_layer_norm, fill_rows, gelu, matmul, softmax_rows};
 
 /// Token-type id used for every token (E5 has a single segment).
 const TOKEN_TYPE: usize = 0;
+
+/// Why a batch could not be embedded.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error("sequence of {len} tokens (the model takes 1..={max})")]
+    Length { len: usize, max: usize },
+    #[error("token id {id} outside the {rows}-row embedding table")]
+    TokenId { id: u32, rows: usize },
+    #[error("word embedding lookup: {0}")]
+    Lookup(#[from] candle_core::Error),
+}
 
 /// Weights of the encoder; linear layers in f32, the word table kept in 4 bits.
 #[derive(Debug)]
@@ -22,11 +34,26 @@ pub struct Encoder {
     /// `[vocab_rows, hidden]` Q4_0; only looked-up rows are dequantised.
     word: QTensor,
     /// `[max_positions, hidden]`.
-    position: Tensor,
+    position: Vec<f32>,
     /// `[hidden]`, the token-type row added to every token.
-    token_type: Tensor,
-    embed_norm: LayerNorm,
+    token_type: Vec<f32>,
+    embed_norm: Norm,
     layers: Vec<Layer>,
+}
+
+#[derive(Debug)]
+struct Linear {
+    /// `[out, inp]`, row-major as stored.
+    w: Vec<f32>,
+    b: Vec<f32>,
+    inp: usize,
+}
+
+#[derive(Debug)]
+struct Norm {
+    w: Vec<f32>,
+    b: Vec<f32>,
+    eps: f32,
 }
 
 #[derive(Debug)]
@@ -34,10 +61,10 @@ struct Layer {
     /// Q, K and V fused into one `[3 * hidden, hidden]` projection: one matmul instead of three.
     qkv: Linear,
     attn_out: Linear,
-    attn_norm: LayerNorm,
+    attn_norm: Norm,
     ff_in: Linear,
     ff_out: Linear,
-    ff_norm: LayerNorm,
+    ff_norm: Norm,
 }
 
 fn candle_err(name: &str) -> impl Fn(candle_core::Error) -> FormatError + '_ {
@@ -50,7 +77,6 @@ fn candle_err(name: &str) -> impl Fn(candle_core::Error) -> FormatError + '_ {
 /// Wraps raw Q4_0 blocks (byte-identical to GGML's) as a candle quantized tensor.
 fn q4(file: &E5File<'_>, name: &str, rows: usize, cols: usize) -> Result<QTensor, FormatError> {
     let bytes = file.q4_tensor(name, rows, cols)?;
-    debug_assert_eq!(bytes.len(), rows * cols / Q4_BLOCK * Q4_BLOCK_BYTES);
     // candle reinterprets the bytes as blocks holding an f16, and asserts 2-byte alignment.
     if bytes.as_ptr().align_offset(2) != 0 {
         return Err(FormatError::Tensor {
@@ -63,92 +89,118 @@ fn q4(file: &E5File<'_>, name: &str, rows: usize, cols: usize) -> Result<QTensor
     QTensor::new(storage, (rows, cols)).map_err(candle_err(name))
 }
 
-fn q4_as_f32(
-    file: &E5File<'_>,
-    name: &str,
-    rows: usize,
-    cols: usize,
-) -> Result<Tensor, FormatError> {
-    q4(file, name, rows, cols)?
-        .dequantize(&Device::Cpu)
-        .map_err(candle_err(name))
+fn to_vec(t: &Tensor) -> candle_core::Result<Vec<f32>> {
+    t.flatten_all()?.to_vec1::<f32>()
 }
 
-fn vector(file: &E5File<'_>, name: &str, len: usize) -> Result<Tensor, FormatError> {
-    Tensor::from_vec(file.f32_tensor(name, len)?, len, &Device::Cpu).map_err(candle_err(name))
+impl Linear {
+    fn load(file: &E5File<'_>, prefix: &str, out: usize, inp: usize) -> Result<Self, FormatError> {
+        let name = format!("{prefix}.w");
+        let q = q4(file, &name, out, inp)?;
+        let w = q
+            .dequantize(&Device::Cpu)
+            .and_then(|t| to_vec(&t))
+            .map_err(candle_err(&name))?;
+        let b = file.f32_tensor(&format!("{prefix}.b"), out)?;
+        Ok(Self { w, b, inp })
+    }
+
+    /// `out[rows, n_out] = x[rows, inp] · Wᵀ + b`.
+    fn forward(&self, x: &[f32], rows: usize, out: &mut [f32], threads: usize) {
+        let n_out = self.b.len();
+        let out = &mut out[..rows * n_out];
+        fill_rows(out, &self.b);
+        let w = View::new(&self.w, n_out, self.inp, self.inp).t();
+        matmul(
+            out,
+            n_out,
+            View::new(x, rows, self.inp, self.inp),
+            w,
+            true,
+            threads,
+        );
+    }
 }
 
-fn layer_norm(
-    file: &E5File<'_>,
-    prefix: &str,
-    h: usize,
-    eps: f32,
-) -> Result<LayerNorm, FormatError> {
-    let w = vector(file, &format!("{prefix}.w"), h)?;
-    let b = vector(file, &format!("{prefix}.b"), h)?;
-    Ok(LayerNorm::new(w, b, f64::from(eps)))
-}
+impl Norm {
+    fn load(file: &E5File<'_>, prefix: &str, h: usize, eps: f32) -> Result<Self, FormatError> {
+        let w = file.f32_tensor(&format!("{prefix}.w"), h)?;
+        let b = file.f32_tensor(&format!("{prefix}.b"), h)?;
+        Ok(Self { w, b, eps })
+    }
 
-fn linear(file: &E5File<'_>, prefix: &str, out: usize, inp: usize) -> Result<Linear, FormatError> {
-    let w = q4_as_f32(file, &format!("{prefix}.w"), out, inp)?;
-    let b = vector(file, &format!("{prefix}.b"), out)?;
-    Ok(Linear::new(w, Some(b)))
+    /// `x = LayerNorm(x + residual)`, row by row.
+    fn apply(&self, x: &mut [f32], residual: Option<&[f32]>) {
+        add_layer_norm(x, residual, &self.w, &self.b, self.eps);
+    }
 }
 
 impl Layer {
     fn load(file: &E5File<'_>, l: usize, cfg: &Config) -> Result<Self, FormatError> {
         let (h, ff, eps) = (cfg.hidden, cfg.ff, cfg.eps);
         let p = |s: &str| format!("l{l}.{s}");
-        let fused = |part: &str| -> Result<(Tensor, Tensor), FormatError> {
-            let lin = linear(file, &p(part), h, h)?;
-            Ok((
-                lin.weight().clone(),
-                lin.bias().expect("loaded with bias").clone(),
-            ))
+        let (q, k, v) = (
+            Linear::load(file, &p("q"), h, h)?,
+            Linear::load(file, &p("k"), h, h)?,
+            Linear::load(file, &p("v"), h, h)?,
+        );
+        let qkv = Linear {
+            w: [q.w, k.w, v.w].concat(),
+            b: [q.b, k.b, v.b].concat(),
+            inp: h,
         };
-        let (qw, qb) = fused("q")?;
-        let (kw, kb) = fused("k")?;
-        let (vw, vb) = fused("v")?;
-        let name = p("qkv");
-        let qkv_w = Tensor::cat(&[qw, kw, vw], 0).map_err(candle_err(&name))?;
-        let qkv_b = Tensor::cat(&[qb, kb, vb], 0).map_err(candle_err(&name))?;
         Ok(Self {
-            qkv: Linear::new(qkv_w, Some(qkv_b)),
-            attn_out: linear(file, &p("ao"), h, h)?,
-            attn_norm: layer_norm(file, &p("aln"), h, eps)?,
-            ff_in: linear(file, &p("fi"), ff, h)?,
-            ff_out: linear(file, &p("fo"), h, ff)?,
-            ff_norm: layer_norm(file, &p("oln"), h, eps)?,
+            qkv,
+            attn_out: Linear::load(file, &p("ao"), h, h)?,
+            attn_norm: Norm::load(file, &p("aln"), h, eps)?,
+            ff_in: Linear::load(file, &p("fi"), ff, h)?,
+            ff_out: Linear::load(file, &p("fo"), h, ff)?,
+            ff_norm: Norm::load(file, &p("oln"), h, eps)?,
         })
     }
+}
 
-    /// One transformer block over packed tokens; `lens` are the per-text token counts.
-    fn forward(&self, x: &Tensor, lens: &[usize], heads: usize) -> candle_core::Result<Tensor> {
-        let h = x.dim(1)?;
-        let head_dim = h / heads;
-        let scale = 1.0 / (head_dim as f64).sqrt();
-        let qkv = self.qkv.forward(x)?;
-        let mut ctx = Vec::with_capacity(lens.len());
-        let mut start = 0;
-        for &len in lens {
-            // [len, 3H] -> [3, heads, len, head_dim]
-            let seg = qkv
-                .narrow(0, start, len)?
-                .reshape((len, 3, heads, head_dim))?;
-            let seg = seg.permute((1, 2, 0, 3))?.contiguous()?;
-            let q = (seg.get(0)? * scale)?;
-            let (k, v) = (seg.get(1)?, seg.get(2)?);
-            let probs = softmax_last_dim(&q.matmul(&k.t()?)?)?;
-            let c = probs.matmul(&v)?; // [heads, len, head_dim]
-            ctx.push(c.transpose(0, 1)?.reshape((len, h))?);
-            start += len;
+/// Scratch buffers of one forward pass, reused across layers.
+struct Buffers {
+    qkv: Vec<f32>,
+    ctx: Vec<f32>,
+    tmp: Vec<f32>,
+    mid: Vec<f32>,
+}
+
+/// Self-attention of each text over its own tokens: `qkv` is `[T, 3H]`, `ctx` gets `[T, H]`.
+/// Heads run in parallel when `threads > 1`.
+fn attention(qkv: &[f32], lens: &[usize], heads: usize, ctx: &mut [f32], threads: usize) {
+    let h = ctx.len() / lens.iter().sum::<usize>();
+    let (hd, stride) = (h / heads, 3 * h);
+    let scale = 1.0 / (hd as f32).sqrt();
+    let mut start = 0;
+    for &len in lens {
+        let base = start * stride;
+        let head = |i: usize| -> Vec<f32> {
+            let q = View::new(&qkv[base + i * hd..], len, hd, stride);
+            let k = View::new(&qkv[base + h + i * hd..], len, hd, stride);
+            let v = View::new(&qkv[base + 2 * h + i * hd..], len, hd, stride);
+            let mut scores = vec![0.0; len * len];
+            matmul(&mut scores, len, q, k.t(), false, 1);
+            scores.iter_mut().for_each(|s| *s *= scale);
+            softmax_rows(&mut scores, len);
+            let mut out = vec![0.0; len * hd];
+            matmul(&mut out, hd, View::new(&scores, len, len, len), v, false, 1);
+            out
+        };
+        let outs: Vec<Vec<f32>> = if threads > 1 {
+            (0..heads).into_par_iter().map(head).collect()
+        } else {
+            (0..heads).map(head).collect()
+        };
+        for (i, out) in outs.iter().enumerate() {
+            for (t, row) in out.chunks_exact(hd).enumerate() {
+                let at = (start + t) * h + i * hd;
+                ctx[at..at + hd].copy_from_slice(row);
+            }
         }
-        let ctx = Tensor::cat(&ctx, 0)?;
-        let x = self
-            .attn_norm
-            .forward(&(x + self.attn_out.forward(&ctx)?)?)?;
-        let mid = self.ff_in.forward(&x)?.gelu_erf()?;
-        self.ff_norm.forward(&(x + self.ff_out.forward(&mid)?)?)
+        start += len;
     }
 }
 
@@ -159,13 +211,9 @@ impl Encoder {
         let h = cfg.hidden;
         let word = q4(file, "emb.word", cfg.vocab_rows, h)?;
         let position = file.f32_tensor("emb.pos", cfg.max_positions * h)?;
-        let position = Tensor::from_vec(position, (cfg.max_positions, h), &Device::Cpu)
-            .map_err(candle_err("emb.pos"))?;
-        let types = vector(file, "emb.type", cfg.type_vocab * h)?;
-        let token_type = types
-            .narrow(0, TOKEN_TYPE * h, h)
-            .map_err(candle_err("emb.type"))?;
-        let embed_norm = layer_norm(file, "emb.ln", h, cfg.eps)?;
+        let types = file.f32_tensor("emb.type", cfg.type_vocab * h)?;
+        let token_type = types[TOKEN_TYPE * h..(TOKEN_TYPE + 1) * h].to_vec();
+        let embed_norm = Norm::load(file, "emb.ln", h, cfg.eps)?;
         let layers = (0..cfg.layers)
             .map(|l| Layer::load(file, l, &cfg))
             .collect::<Result<_, _>>()?;
@@ -185,35 +233,63 @@ impl Encoder {
     }
 
     /// Embeds tokenized texts: mean of the last hidden states over each text's tokens,
-    /// L2-normalised. Each sequence must hold 1..=max_positions valid ids.
-    pub fn embed(&self, seqs: &[&[u32]]) -> candle_core::Result<Vec<Vec<f32>>> {
+    /// L2-normalised. `threads > 1` splits each matmul and the heads on the current rayon pool.
+    pub fn embed(&self, seqs: &[&[u32]], threads: usize) -> Result<Vec<Vec<f32>>, ForwardError> {
         let cfg = &self.config;
+        let (h, ff) = (cfg.hidden, cfg.ff);
         let lens: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
-        if let Some(&bad) = lens.iter().find(|&&l| l == 0 || l > cfg.max_positions) {
-            candle_core::bail!(
-                "sequence of {bad} tokens (allowed 1..={})",
-                cfg.max_positions
-            );
+        if let Some(&len) = lens.iter().find(|&&l| l == 0 || l > cfg.max_positions) {
+            return Err(ForwardError::Length {
+                len,
+                max: cfg.max_positions,
+            });
         }
         let ids: Vec<u32> = seqs.iter().flat_map(|s| s.iter().copied()).collect();
-        let pos: Vec<u32> = lens.iter().flat_map(|&l| 0..l as u32).collect();
-        let total = ids.len();
-        let ids = Tensor::from_vec(ids, total, &Device::Cpu)?;
-        let pos = Tensor::from_vec(pos, total, &Device::Cpu)?;
-        let x = (self.word.embedding(&ids)? + self.position.index_select(&pos, 0)?)?;
-        let mut x = self
-            .embed_norm
-            .forward(&x.broadcast_add(&self.token_type)?)?;
-        for layer in &self.layers {
-            x = layer.forward(&x, &lens, cfg.heads)?;
+        if let Some(&id) = ids.iter().find(|&&id| id as usize >= cfg.vocab_rows) {
+            return Err(ForwardError::TokenId {
+                id,
+                rows: cfg.vocab_rows,
+            });
         }
+        let t = ids.len();
+        let ids = Tensor::from_vec(ids, t, &Device::Cpu)?;
+        let mut x = to_vec(&self.word.embedding(&ids)?)?;
+        let positions = lens.iter().flat_map(|&l| 0..l);
+        for (row, p) in x.chunks_exact_mut(h).zip(positions) {
+            let pos = &self.position[p * h..(p + 1) * h];
+            for ((x, p), ty) in row.iter_mut().zip(pos).zip(&self.token_type) {
+                *x += p + ty;
+            }
+        }
+        self.embed_norm.apply(&mut x, None);
+
+        let mut buf = Buffers {
+            qkv: vec![0.0; t * 3 * h],
+            ctx: vec![0.0; t * h],
+            tmp: vec![0.0; t * h],
+            mid: vec![0.0; t * ff],
+        };
+        for layer in &self.layers {
+            layer.qkv.forward(&x, t, &mut buf.qkv, threads);
+            attention(&buf.qkv, &lens, cfg.heads, &mut buf.ctx, threads);
+            layer.attn_out.forward(&buf.ctx, t, &mut buf.tmp, threads);
+            layer.attn_norm.apply(&mut x, Some(&buf.tmp));
+            layer.ff_in.forward(&x, t, &mut buf.mid, threads);
+            gelu(&mut buf.mid);
+            layer.ff_out.forward(&buf.mid, t, &mut buf.tmp, threads);
+            layer.ff_norm.apply(&mut x, Some(&buf.tmp));
+        }
+
         let mut out = Vec::with_capacity(seqs.len());
-        let mut start = 0;
+        let mut rows = x.chunks_exact(h);
         for &len in &lens {
-            let mut v = x.narrow(0, start, len)?.mean(0)?.to_vec1::<f32>()?;
+            let mut v = vec![0.0; h];
+            for row in rows.by_ref().take(len) {
+                v.iter_mut().zip(row).for_each(|(v, x)| *v += x);
+            }
+            v.iter_mut().for_each(|v| *v /= len as f32);
             l2_normalize(&mut v);
             out.push(v);
-            start += len;
         }
         Ok(out)
     }
@@ -238,7 +314,7 @@ mod tests {
         let h = enc.config().hidden;
         let a: &[u32] = &[0, 5, 6, 2];
         let b: &[u32] = &[0, 7, 2];
-        let out = enc.embed(&[a, b]).unwrap();
+        let out = enc.embed(&[a, b], 1).unwrap();
         assert_eq!(out.len(), 2);
         for v in &out {
             assert_eq!(v.len(), h);
@@ -254,8 +330,8 @@ mod tests {
         let enc = Encoder::load(&E5File::parse(&image).unwrap()).unwrap();
         let a: &[u32] = &[0, 5, 6, 2];
         let b: &[u32] = &[0, 7, 8, 9, 2];
-        let alone = enc.embed(&[a]).unwrap();
-        let packed = enc.embed(&[b, a]).unwrap();
+        let alone = enc.embed(&[a], 1).unwrap();
+        let packed = enc.embed(&[b, a], 2).unwrap();
         let diff: f32 = alone[0]
             .iter()
             .zip(&packed[1])
@@ -269,7 +345,7 @@ mod tests {
         let image = tiny_model_image();
         let enc = Encoder::load(&E5File::parse(&image).unwrap()).unwrap();
         let long = vec![5u32; enc.config().max_positions + 1];
-        assert!(enc.embed(&[&long]).is_err());
-        assert!(enc.embed(&[&[]]).is_err());
+        assert!(enc.embed(&[&long], 1).is_err());
+        assert!(enc.embed(&[&[]], 1).is_err());
     }
 }
