@@ -183,8 +183,7 @@ fn attention(qkv: &[f32], lens: &[usize], heads: usize, ctx: &mut [f32], threads
             let v = View::new(&qkv[base + 2 * h + i * hd..], len, hd, stride);
             let mut scores = vec![0.0; len * len];
             matmul(&mut scores, len, q, k.t(), false, 1);
-            scores.iter_mut().for_each(|s| *s *= scale);
-            softmax_rows(&mut scores, len);
+            softmax_rows(&mut scores, len, scale);
             let mut out = vec![0.0; len * hd];
             matmul(&mut out, hd, View::new(&scores, len, len, len), v, false, 1);
             out
