@@ -1,6 +1,7 @@
 //! Embedding throughput of the local E5 model: 200-character Chinese chunks at 1 and 2
 //! threads, sorted vs unsorted, batches in parallel vs one at a time (gemm threads only).
-//! Run: `scripts/fetch-model.sh && cargo bench --bench embed` (LORE_E5_MODEL overrides the path).
+//! Run: `scripts/fetch-model.sh && cargo bench --bench embed` (LORE_E5_MODEL overrides the path;
+//! LORE_BENCH_TEXTS and LORE_BENCH_BATCH_TOKENS change the workload and the batch budget).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -83,10 +84,14 @@ fn main() {
         rss_before
     );
 
-    let n: usize = std::env::var("LORE_BENCH_TEXTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(96);
+    let env = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+    };
+    let n = env("LORE_BENCH_TEXTS").unwrap_or(96);
+    let max_batch_tokens =
+        env("LORE_BENCH_BATCH_TOKENS").unwrap_or(Batching::default().max_batch_tokens);
     let texts = chunks(n, 200);
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let tokens: usize = refs
@@ -111,7 +116,7 @@ fn main() {
                 let batching = Batching {
                     sort_by_length,
                     parallel_batches,
-                    ..Batching::default()
+                    max_batch_tokens,
                 };
                 let (wall, cpu) = (Instant::now(), cpu_seconds());
                 pool.install(|| model.embed(&refs, Kind::Passage, &batching))

@@ -158,7 +158,7 @@ impl E5Model {
 }
 
 /// Splits `order` into runs of at most `max_batch_tokens` tokens (one text at least). With
-/// parallel batches the budget also shrinks so that every thread gets a batch.
+/// parallel batches the budget shrinks so the batches share out evenly between threads.
 fn plan_batches(
     order: &[usize],
     seqs: &[Vec<u32>],
@@ -168,7 +168,9 @@ fn plan_batches(
     let total: usize = seqs.iter().map(Vec::len).sum();
     let mut budget = batching.max_batch_tokens.max(1);
     if batching.parallel_batches && threads > 1 {
-        budget = budget.min(total.div_ceil(threads).max(1));
+        // A whole number of batches per thread, so no thread idles at the end.
+        let count = total.div_ceil(budget).next_multiple_of(threads);
+        budget = total.div_ceil(count).max(1);
     }
     let mut batches: Vec<Vec<usize>> = Vec::new();
     let mut used = 0;
