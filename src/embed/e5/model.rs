@@ -168,10 +168,9 @@ struct Buffers {
     mid: Vec<f32>,
 }
 
-/// Self-attention of each text over its own tokens: `qkv` is `[T, 3H]`, `ctx` gets `[T, H]`.
+/// Self-attention of each text over its own tokens: `qkv` is `[T, 3h]`, `ctx` gets `[T, h]`.
 /// Heads run in parallel when `threads > 1`.
-fn attention(qkv: &[f32], lens: &[usize], heads: usize, ctx: &mut [f32], threads: usize) {
-    let h = ctx.len() / lens.iter().sum::<usize>();
+fn attention(qkv: &[f32], lens: &[usize], h: usize, heads: usize, ctx: &mut [f32], threads: usize) {
     let (hd, stride) = (h / heads, 3 * h);
     let scale = 1.0 / (hd as f32).sqrt();
     let mut start = 0;
@@ -270,7 +269,7 @@ impl Encoder {
         };
         for layer in &self.layers {
             layer.qkv.forward(&x, t, &mut buf.qkv, threads);
-            attention(&buf.qkv, &lens, cfg.heads, &mut buf.ctx, threads);
+            attention(&buf.qkv, &lens, h, cfg.heads, &mut buf.ctx, threads);
             layer.attn_out.forward(&buf.ctx, t, &mut buf.tmp, threads);
             layer.attn_norm.apply(&mut x, Some(&buf.tmp));
             layer.ff_in.forward(&x, t, &mut buf.mid, threads);
