@@ -231,13 +231,13 @@ fn validate(cfg: &Config, qk: usize) -> Result<(), FormatError> {
     if qk != Q4_BLOCK {
         return bad(format!("quant block size {qk}, expected {Q4_BLOCK}"));
     }
-    if cfg.hidden == 0 || cfg.heads == 0 || cfg.hidden % cfg.heads != 0 {
+    if cfg.hidden == 0 || cfg.heads == 0 || !cfg.hidden.is_multiple_of(cfg.heads) {
         return bad(format!(
             "hidden {} not divisible into {} heads",
             cfg.hidden, cfg.heads
         ));
     }
-    if cfg.hidden % Q4_BLOCK != 0 || cfg.ff % Q4_BLOCK != 0 {
+    if !cfg.hidden.is_multiple_of(Q4_BLOCK) || !cfg.ff.is_multiple_of(Q4_BLOCK) {
         return bad(format!(
             "hidden {} / ff {} not multiples of {Q4_BLOCK}",
             cfg.hidden, cfg.ff
@@ -341,7 +341,9 @@ fn read_directory<'a>(
         };
         let (dtype, expected) = match dtype_code {
             0 => (DType::F32, elements * 4),
-            1 if elements % Q4_BLOCK == 0 => (DType::Q4_0, elements / Q4_BLOCK * Q4_BLOCK_BYTES),
+            1 if elements.is_multiple_of(Q4_BLOCK) => {
+                (DType::Q4_0, elements / Q4_BLOCK * Q4_BLOCK_BYTES)
+            }
             1 => return Err(bad(format!("{elements} elements is not whole Q4_0 blocks"))),
             other => return Err(bad(format!("unknown dtype code {other}"))),
         };
