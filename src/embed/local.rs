@@ -240,6 +240,24 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_calls_give_the_same_vectors_as_sequential_ones() {
+        let Some(e) = embedder() else { return };
+        let queries = [
+            "如何申请年假？",
+            "how do I request annual leave?",
+            "报销流程",
+        ];
+        let mut sequential = Vec::new();
+        for q in queries {
+            sequential.push(e.embed_query(q).await.unwrap());
+        }
+        let concurrent = futures::future::join_all(queries.map(|q| e.embed_query(q))).await;
+        for (c, s) in concurrent.into_iter().zip(&sequential) {
+            assert!(cosine(&c.unwrap(), s) > 0.99999);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn empty_batch_and_identity() {
         let Some(e) = embedder() else { return };
         assert!(e.embed_documents(Vec::new()).await.unwrap().is_empty());

@@ -260,6 +260,23 @@ mod tests {
     }
 
     #[test]
+    fn corrupt_file_error_names_the_path_and_the_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.bin");
+        let image = tiny_model_image();
+        std::fs::write(&path, &image[..image.len() / 3]).unwrap();
+        let msg = E5Model::load(&path).unwrap_err().to_string();
+        assert!(msg.contains(&path.display().to_string()), "{msg}");
+        assert!(
+            msg.contains("past the end of the file") || msg.contains("truncated"),
+            "{msg}"
+        );
+        std::fs::write(&path, b"PK\x03\x04 a zip, not a model").unwrap();
+        let msg = E5Model::load(&path).unwrap_err().to_string();
+        assert!(msg.contains("not an E5S1 model"), "{msg}");
+    }
+
+    #[test]
     fn missing_file_error_names_the_path() {
         let err = E5Model::load(Path::new("/nonexistent/e5-small-q4.bin")).unwrap_err();
         let msg = err.to_string();
