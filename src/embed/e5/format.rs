@@ -17,16 +17,22 @@ const MAGIC: &[u8; 4] = b"E5S1";
 /// Why an E5S1 image could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum FormatError {
+    /// The file does not start with `E5S1`.
     #[error("not an E5S1 model (bad magic)")]
     BadMagic,
+    /// The file ends inside the named section.
     #[error("truncated while reading {0}")]
     Truncated(&'static str),
+    /// Header values are unsupported or inconsistent.
     #[error("invalid header: {0}")]
     Header(String),
+    /// A tensor the encoder needs is not in the directory.
     #[error("missing tensor {0}")]
     MissingTensor(String),
+    /// A tensor has the wrong type, size or location.
     #[error("tensor {name}: {reason}")]
     Tensor { name: String, reason: String },
+    /// The vocabulary or normalisation map is malformed.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
 }
@@ -34,13 +40,21 @@ pub enum FormatError {
 /// Encoder hyper-parameters from the file header.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Config {
+    /// Hidden size (384 for e5-small).
     pub hidden: usize,
+    /// Number of transformer blocks.
     pub layers: usize,
+    /// Attention heads per block.
     pub heads: usize,
+    /// Feed-forward inner size.
     pub ff: usize,
+    /// Rows of the word-embedding table.
     pub vocab_rows: usize,
+    /// Rows of the position table, i.e. the longest input in tokens.
     pub max_positions: usize,
+    /// Rows of the token-type table.
     pub type_vocab: usize,
+    /// LayerNorm epsilon.
     pub eps: f32,
 }
 
@@ -49,42 +63,59 @@ pub struct Config {
 pub struct Vocab {
     /// All pieces concatenated; piece `i` is `blob[offsets[i]..offsets[i + 1]]`.
     pub blob: Vec<u8>,
+    /// `n + 1` byte offsets into `blob`.
     pub offsets: Vec<u32>,
+    /// Unigram log-probability of each piece.
     pub scores: Vec<f32>,
+    /// Id of `<s>`.
     pub bos: u32,
+    /// Id of `</s>`.
     pub eos: u32,
+    /// Id of `<pad>`.
     pub pad: u32,
+    /// Id of `<unk>`.
     pub unk: u32,
 }
 
 /// Per-codepoint normalisation: `cps[i]` becomes `out[off[i]..off[i + 1]]` (possibly nothing).
 #[derive(Debug, Clone, Default)]
 pub struct NormMap {
+    /// Mapped codepoints, ascending.
     pub cps: Vec<u32>,
+    /// `cps.len() + 1` offsets into `out`.
     pub off: Vec<u32>,
+    /// Replacement characters, concatenated.
     pub out: Vec<char>,
 }
 
 /// Element type of a stored tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DType {
+    /// Little-endian f32.
     F32,
+    /// GGML Q4_0 blocks of 32 weights.
     Q4_0,
 }
 
 /// One tensor of the directory, borrowing its bytes from the image.
 #[derive(Debug, Clone)]
 pub struct TensorRef<'a> {
+    /// Element type.
     pub dtype: DType,
+    /// Number of elements (weights), not bytes.
     pub elements: usize,
+    /// The stored bytes.
     pub bytes: &'a [u8],
 }
 
 /// A parsed E5S1 image; tensors borrow from the bytes it was parsed from.
 #[derive(Debug)]
 pub struct E5File<'a> {
+    /// Encoder hyper-parameters.
     pub config: Config,
+    /// Tokenizer vocabulary.
     pub vocab: Vocab,
+    /// Per-codepoint normalisation.
     pub norm: NormMap,
     tensors: Vec<(String, TensorRef<'a>)>,
 }

@@ -19,10 +19,13 @@ const TOKEN_TYPE: usize = 0;
 /// Why a batch could not be embedded.
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
+    /// A sequence was empty or longer than the position table.
     #[error("sequence of {len} tokens (the model takes 1..={max})")]
     Length { len: usize, max: usize },
+    /// A token id has no row in the word-embedding table.
     #[error("token id {id} outside the {rows}-row embedding table")]
     TokenId { id: u32, rows: usize },
+    /// candle failed to dequantise embedding rows.
     #[error("word embedding lookup: {0}")]
     Lookup(#[from] candle_core::Error),
 }
