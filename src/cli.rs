@@ -60,16 +60,11 @@ pub enum Command {
     /// Answer a question from the knowledge base, with numbered sources.
     Ask {
         question: String,
-        #[arg(long, value_enum)]
-        mode: Option<SearchMode>,
         #[arg(long)]
         json: bool,
     },
     /// Interactive chat over the knowledge base (reads lines from stdin when piped).
-    Chat {
-        #[arg(long, value_enum)]
-        mode: Option<SearchMode>,
-    },
+    Chat,
     /// List the sources in the knowledge base.
     Sources {
         #[arg(long)]
@@ -128,22 +123,17 @@ pub async fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Command::Ask {
-            question,
-            mode,
-            json,
-        } => {
-            let k = app.settings.retrieval.top_k;
-            let retrieval = app.retriever.search(&scope, &question, mode, k).await?;
-            let answer = answer::extractive(&question, &retrieval);
+        Command::Ask { question, json } => {
             if json {
+                let answer = app.assistant.answer(&scope, &question, &[], None).await?;
                 println!("{}", serde_json::to_string(&answer)?);
             } else {
-                println!("{}", answer.render());
+                let answer = answer_streaming(&app, &scope, &question, &[]).await?;
+                println!("{}", sources_block(&answer));
             }
             Ok(())
         }
-        Command::Chat { mode } => chat(&app, &scope, mode).await,
+        Command::Chat => chat(&app, &scope).await,
         Command::Sources { json } => {
             let sources = app.store.sources(&scope).await?;
             for s in &sources {
@@ -307,9 +297,39 @@ fn print_hits(retrieval: &Retrieval, query: Option<usize>, json: bool) -> Result
     Ok(())
 }
 
-/// Terminal chat: one conversation for the session. Without an LLM, a follow-up that
-/// finds nothing on its own is retried together with the previous question.
-async fn chat(app: &App, scope: &TenantScope, mode: Option<SearchMode>) -> Result<()> {
+/// Prints the answer as it streams; returns it for the sources list.
+async fn answer_streaming(
+    app: &App,
+    scope: &TenantScope,
+    question: &str,
+    history: &[answer::HistoryTurn],
+) -> Result<answer::Answer> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let printer = tokio::spawn(async move {
+        let mut out = std::io::stdout();
+        while let Some(piece) = rx.recv().await {
+            let _ = out.write_all(piece.as_bytes());
+            let _ = out.flush();
+        }
+    });
+    let result = app
+        .assistant
+        .answer(scope, question, history, Some(tx))
+        .await;
+    printer.await.ok();
+    Ok(result?)
+}
+
+/// The numbered sources under an answer that has already been printed.
+fn sources_block(answer: &answer::Answer) -> String {
+    let rendered = answer.render();
+    let tail = &rendered[answer.text.trim_end().len()..];
+    tail.to_owned()
+}
+
+/// Terminal chat: one conversation for the session, with its history passed to the
+/// assistant so follow-ups are understood.
+async fn chat(app: &App, scope: &TenantScope) -> Result<()> {
     let interactive = std::io::stdin().is_terminal();
     if interactive {
         println!(
@@ -317,8 +337,7 @@ async fn chat(app: &App, scope: &TenantScope, mode: Option<SearchMode>) -> Resul
             scope.tenants()[0]
         );
     }
-    let k = app.settings.retrieval.top_k;
-    let mut history: Vec<String> = Vec::new();
+    let mut history: Vec<answer::HistoryTurn> = Vec::new();
     let stdin = std::io::stdin();
     loop {
         if interactive {
@@ -340,15 +359,22 @@ async fn chat(app: &App, scope: &TenantScope, mode: Option<SearchMode>) -> Resul
             }
             _ => {}
         }
-        let mut retrieval = app.retriever.search(scope, question, mode, k).await?;
-        if !retrieval.evidence
-            && let Some(previous) = history.last()
-        {
-            let combined = format!("{previous} {question}");
-            retrieval = app.retriever.search(scope, &combined, mode, k).await?;
+        match answer_streaming(app, scope, question, &history).await {
+            Ok(answer) => {
+                println!("{}\n", sources_block(&answer));
+                history.push(answer::HistoryTurn {
+                    speaker: "user".into(),
+                    is_bot: false,
+                    text: question.to_owned(),
+                });
+                history.push(answer::HistoryTurn {
+                    speaker: "lore".into(),
+                    is_bot: true,
+                    text: answer.text,
+                });
+            }
+            Err(e) => println!("error: {e:#}\n"),
         }
-        println!("{}\n", answer::extractive(question, &retrieval).render());
-        history.push(question.to_owned());
     }
     Ok(())
 }

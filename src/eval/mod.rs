@@ -12,7 +12,7 @@ pub mod sweep;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use crate::config::{EmbeddingProvider, Settings};
+use crate::config::Settings;
 use crate::retrieve::SearchMode;
 
 /// Why an evaluation could not run; each names the file involved.
@@ -114,9 +114,9 @@ pub struct RetrievalArgs {
     /// Chunk overlap of the fresh store (default: ingest.chunk_overlap).
     #[arg(long)]
     pub chunk_overlap: Option<usize>,
-    /// Dense embedder of the fresh store (default: embedding.provider).
-    #[arg(long, value_enum)]
-    pub embedder: Option<Embedder>,
+    /// Dense embedder of the fresh store, an `embedding.provider` (default: the configured one).
+    #[arg(long)]
+    pub embedder: Option<String>,
 }
 
 /// `lore eval sweep`.
@@ -136,41 +136,14 @@ pub struct SweepArgs {
         default_value = "sparse,dense,hybrid"
     )]
     pub modes: Vec<SearchMode>,
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "local")]
-    pub embedders: Vec<Embedder>,
+    /// Dense embedders (`embedding.provider` values: none, local, or a vendor).
+    #[arg(long, value_delimiter = ',', default_value = "local")]
+    pub embedders: Vec<String>,
     #[arg(long, value_delimiter = ',', default_value = "1,3,5,10")]
     pub k: Vec<usize>,
     /// Keep each cell's store under OUT/stores/ instead of a temporary directory.
     #[arg(long)]
     pub keep_stores: bool,
-}
-
-/// Dense embedder choice on the command line.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Embedder {
-    None,
-    Local,
-}
-
-impl From<Embedder> for EmbeddingProvider {
-    fn from(e: Embedder) -> Self {
-        match e {
-            Embedder::None => EmbeddingProvider::None,
-            Embedder::Local => EmbeddingProvider::Local,
-        }
-    }
-}
-
-impl From<EmbeddingProvider> for Embedder {
-    fn from(e: EmbeddingProvider) -> Self {
-        match e {
-            EmbeddingProvider::None => Embedder::None,
-            EmbeddingProvider::Local => Embedder::Local,
-        }
-    }
 }
 
 /// Runs one `lore eval` command; `tenant` is the one `--store` is queried in.

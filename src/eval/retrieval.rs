@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::dataset::{self, QaSet};
-use super::{Embedder, EvalError, RetrievalArgs, metrics, progress_bar};
+use super::{EvalError, RetrievalArgs, metrics, progress_bar};
 use crate::app::App;
 use crate::config::Settings;
 use crate::ingest::document::DocKind;
@@ -24,7 +24,8 @@ pub const EVAL_TENANT: &str = "eval";
 pub struct IndexConfig {
     pub chunk_size: usize,
     pub chunk_overlap: usize,
-    pub embedder: Embedder,
+    /// The `embedding.provider` the store was built with.
+    pub embedder: String,
 }
 
 /// The configuration of one run, as written to results.json.
@@ -121,7 +122,7 @@ pub async fn build_index(
     settings.store.data_dir = dir.clone();
     settings.ingest.chunk_size = config.chunk_size;
     settings.ingest.chunk_overlap = config.chunk_overlap;
-    settings.embedding.provider = config.embedder.into();
+    settings.embedding.provider = config.embedder.clone();
     let app = App::open(settings).await?;
     let started = Instant::now();
     let mut chunks = 0;
@@ -278,7 +279,10 @@ pub async fn run(
     let config = IndexConfig {
         chunk_size: args.chunk_size.unwrap_or(settings.ingest.chunk_size),
         chunk_overlap: args.chunk_overlap.unwrap_or(settings.ingest.chunk_overlap),
-        embedder: args.embedder.unwrap_or(settings.embedding.provider.into()),
+        embedder: args
+            .embedder
+            .clone()
+            .unwrap_or_else(|| settings.embedding.provider.clone()),
     };
     let index = match &args.store {
         Some(dir) => open_index(settings, dir, tenant).await?,
@@ -305,10 +309,9 @@ pub fn run_config(
         "{}/{}/{}/{:?}",
         config.chunk_size,
         config.chunk_overlap,
-        if index.app.embedder.is_some() {
-            "local"
-        } else {
-            "none"
+        match &index.app.embedder {
+            Some(_) => config.embedder.as_str(),
+            None => "none",
         },
         effective_mode
     )

@@ -38,13 +38,13 @@ pub async fn run(
         stores: Vec::new(),
         skipped: Vec::new(),
     };
-    for &embedder in &args.embedders {
+    for embedder in &args.embedders {
         for &size in &args.chunk_sizes {
             for &overlap_pct in &args.overlaps {
                 let config = IndexConfig {
                     chunk_size: size,
                     chunk_overlap: size * overlap_pct / 100,
-                    embedder,
+                    embedder: embedder.clone(),
                 };
                 let name = format!(
                     "{}-{}-{}",
