@@ -205,3 +205,77 @@ fn a_garbled_validation_set_is_named() {
         "{err}"
     );
 }
+
+/// An OpenAI-compatible fake: the answering model cites [1], the support check says yes,
+/// and the seven-dimension judge replies with garbage.
+async fn fake_llm() -> String {
+    use axum::Json;
+    async fn reply(Json(body): Json<Value>) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let system = body["messages"][0]["content"].as_str().unwrap_or("");
+        let text = if system.contains("You grade answers") {
+            "Great answer!!! 9/10"
+        } else if system.contains("supports the sentence") {
+            r#"{"supported": true}"#
+        } else {
+            "答案见资料[1]。"
+        };
+        if body["stream"] == true {
+            let delta = serde_json::json!({"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]});
+            let events = format!("data: {delta}\n\ndata: [DONE]\n\n");
+            return ([("content-type", "text/event-stream")], events).into_response();
+        }
+        Json(serde_json::json!({
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]
+        }))
+        .into_response()
+    }
+    let app = axum::Router::new().route("/v1/chat/completions", axum::routing::post(reply));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/v1")
+}
+
+#[tokio::test]
+async fn answers_are_scored_and_a_garbage_judge_reply_fails_only_its_case() {
+    let base = fake_llm().await;
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("answers");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lore"));
+    command
+        .args([
+            "eval", "answers", "--qa", CMRC, "--limit", "3", "--mode", "sparse",
+        ])
+        .args(["--out", dir.to_str().unwrap()])
+        .env("LORE_EMBEDDING__PROVIDER", "none")
+        .env("LORE_LLM__PROVIDER", "openai")
+        .env("LORE_LLM__BASE_URL", &base)
+        .env("LORE_EVAL__JUDGE__PROVIDER", "openai")
+        .env("LORE_EVAL__JUDGE__BASE_URL", &base)
+        .env("LORE_EVAL__JUDGE__RETRY_BUDGET_SECS", "0")
+        .env_remove("OPENAI_API_KEY");
+    // The fake serves from this runtime while the binary runs on a blocking thread.
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    ok(output);
+    let r = results(&dir);
+    let a = &r["answers"];
+    assert_eq!(a["cases"].as_array().unwrap().len(), 3);
+    assert_eq!(a["judge_failures"], 3, "{a}");
+    assert_eq!(a["answer_failures"], 0, "{a}");
+    assert!(
+        a["cases"][0]["judge_error"]
+            .as_str()
+            .unwrap()
+            .contains("not the requested JSON")
+    );
+    // The answer cites [1], which exists and (says the fake) supports it.
+    assert_eq!(a["faithfulness"].as_f64(), Some(1.0), "{a}");
+    assert_eq!(a["dangling_citations"], 0);
+    // "答案见资料" shares no run with the reference spans: F1 is low but computed.
+    assert!(a["f1"].as_f64().unwrap() < 0.5);
+    assert!(a["bleu"].as_f64().is_some());
+    assert!(dir.join("scores.svg").is_file());
+}

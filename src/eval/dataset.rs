@@ -146,7 +146,7 @@ fn squad(value: Value) -> Result<QaSet, String> {
     let squad: Squad = serde_json::from_value(value).map_err(|e| format!("SQuAD format: {e}"))?;
     let mut set = QaSet::default();
     for paragraph in squad.data.into_iter().flat_map(|a| a.paragraphs) {
-        // Passage ids follow file order, as scripts/eval_cmrc.py named them.
+        // Passage ids follow file order (p0000, p0001, ...), stable across runs.
         let id = format!("p{:04}", set.passages.len());
         for qa in paragraph.qas {
             set.cases.push(QaCase {

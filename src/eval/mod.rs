@@ -1,8 +1,13 @@
 //! `lore eval`: score retrieval and answers against a validation set, every configuration
 //! in a store of its own, and write a report folder per run (issue 8).
 
+pub mod answers;
 pub mod chart;
 pub mod dataset;
+#[cfg(test)]
+mod fake_llm;
+pub mod generate;
+pub mod judge;
 pub mod metrics;
 pub mod report;
 pub mod retrieval;
@@ -62,8 +67,12 @@ pub struct EvalCommand {
 pub enum EvalAction {
     /// Recall@k, MRR and nDCG@10 of one configuration, in a fresh store (or --store).
     Retrieval(RetrievalArgs),
+    /// Answer metrics (EM, F1, BLEU, faithfulness, the judge) plus retrieval, on a fresh store.
+    Answers(RetrievalArgs),
     /// A grid over chunk size, overlap, embedder, search mode and k; a fresh store per index.
     Sweep(SweepArgs),
+    /// An LLM writes question/answer/source triples from the documents (JSONL for --qa).
+    Generate(generate::GenerateArgs),
     /// Two runs side by side, with the cases that changed.
     Compare {
         /// Run folder (or its results.json).
@@ -156,10 +165,28 @@ pub async fn run(command: EvalCommand, settings: Settings, tenant: &str) -> anyh
             print!("{}", report::summary_markdown(&result));
             println!("report: {}", args.set.out.join("report.md").display());
         }
+        EvalAction::Answers(args) => {
+            let result = answers::run(&settings, &args, tenant, progress).await?;
+            report::write_run(&args.set.out, &result)?;
+            print!("{}", report::summary_markdown(&result));
+            println!("report: {}", args.set.out.join("report.md").display());
+        }
         EvalAction::Sweep(args) => {
             let sweep = sweep::run(&settings, &args, progress).await?;
             print!("{}", sweep::table_markdown(&sweep));
             println!("report: {}", args.set.out.join("report.md").display());
+        }
+        EvalAction::Generate(args) => {
+            let s = generate::run(&settings, &args).await?;
+            println!(
+                "{} pages: {} cases written to {}; rejected: {} unparseable items, {} unparseable replies, {} with a quote not in the page",
+                s.pages,
+                s.generated,
+                args.out.display(),
+                s.unparseable_items,
+                s.unparseable_replies,
+                s.unsupported
+            );
         }
         EvalAction::Compare { a, b } => {
             let (a, b) = (report::read_run(&a)?, report::read_run(&b)?);

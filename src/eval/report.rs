@@ -18,6 +18,12 @@ pub fn write_run(dir: &Path, result: &RunResult) -> Result<(), EvalError> {
     let mut md = summary_markdown(result);
     md.push_str(&misses_markdown(result));
     write(&dir.join("report.md"), &md)?;
+    if let Some(answers) = &result.answers {
+        let dims = super::answers::distributions(answers);
+        if !dims.is_empty() {
+            chart::distribution_chart(&dir.join("scores.svg"), &dims)?;
+        }
+    }
     chart::recall_chart(&dir.join("recall.svg"), &[recall_series(result)])
 }
 

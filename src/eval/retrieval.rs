@@ -73,6 +73,9 @@ pub struct RunResult {
     #[serde(rename = "ndcg@10")]
     pub ndcg10: f64,
     pub cases: Vec<CaseResult>,
+    /// Answer metrics, when the run scored answers too (`lore eval answers`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answers: Option<super::answers::AnswerReport>,
 }
 
 impl RunResult {
@@ -255,6 +258,7 @@ pub fn score(config: RunConfig, cases: Vec<CaseResult>) -> RunResult {
         ndcg10: metrics::ndcg_at(&ranks, 10),
         config,
         cases,
+        answers: None,
     }
 }
 
@@ -275,7 +279,21 @@ pub async fn run(
     tenant: &str,
     progress: bool,
 ) -> Result<RunResult, EvalError> {
+    Ok(run_keeping_index(settings, args, tenant, progress).await?.0)
+}
+
+/// Like [`run`], also handing back the index and the set so answers can be scored on the
+/// same store; the index's default search mode is the run's.
+pub async fn run_keeping_index(
+    settings: &Settings,
+    args: &RetrievalArgs,
+    tenant: &str,
+    progress: bool,
+) -> Result<(RunResult, Index, QaSet), EvalError> {
     let set = load_set(&args.set.qa, args.set.page_base, args.set.limit)?;
+    let mode = args.mode.unwrap_or(settings.retrieval.mode);
+    let mut settings = settings.clone();
+    settings.retrieval.mode = mode;
     let config = IndexConfig {
         chunk_size: args.chunk_size.unwrap_or(settings.ingest.chunk_size),
         chunk_overlap: args.chunk_overlap.unwrap_or(settings.ingest.chunk_overlap),
@@ -285,14 +303,13 @@ pub async fn run(
             .unwrap_or_else(|| settings.embedding.provider.clone()),
     };
     let index = match &args.store {
-        Some(dir) => open_index(settings, dir, tenant).await?,
-        None => build_index(settings, &set, &args.set.corpus, &config, None, progress).await?,
+        Some(dir) => open_index(&settings, dir, tenant).await?,
+        None => build_index(&settings, &set, &args.set.corpus, &config, None, progress).await?,
     };
-    let mode = args.mode.unwrap_or(settings.retrieval.mode);
     let (cases, search_seconds) = evaluate(&index, &set, mode, &args.k, progress).await?;
     let mut run_config = run_config(&index, &args.set, config, mode, &args.k, search_seconds);
     run_config.store = args.store.as_ref().map(|d| d.display().to_string());
-    Ok(score(run_config, cases))
+    Ok((score(run_config, cases), index, set))
 }
 
 /// The recorded configuration of a run over `index`.

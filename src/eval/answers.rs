@@ -1,0 +1,245 @@
+//! `lore eval answers`: ask the assistant every question of a set and score its answers:
+//! CMRC exact match and character F1, smoothed BLEU on jieba words, citation faithfulness,
+//! multiple choice when the reference is option letters, and the seven-dimension judge.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::judge::{self, DIMENSIONS, Faithfulness, JudgeScores};
+use super::retrieval::{Index, RunResult};
+use super::{EvalError, RetrievalArgs, metrics, progress_bar};
+use crate::config::Settings;
+use crate::llm::{ChatModel, Secrets, build_chat_model};
+use crate::store::TenantScope;
+
+/// One answered case.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AnswerCase {
+    pub id: String,
+    pub answer: String,
+    pub grounded: bool,
+    pub exact_match: Option<f64>,
+    pub f1: Option<f64>,
+    pub bleu: Option<f64>,
+    /// The tutorial's multiple-choice score, when the reference is option letters.
+    pub choice: Option<f64>,
+    pub faithfulness: Faithfulness,
+    pub judge: Option<JudgeScores>,
+    /// Why the judge could not score this case.
+    pub judge_error: Option<String>,
+    /// Why the assistant gave no answer.
+    pub error: Option<String>,
+}
+
+/// Answer metrics of a run: means over the cases that have each metric.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AnswerReport {
+    pub model: Option<String>,
+    pub judge_model: Option<String>,
+    pub exact_match: Option<f64>,
+    pub f1: Option<f64>,
+    pub bleu: Option<f64>,
+    pub choice: Option<f64>,
+    pub faithfulness: Option<f64>,
+    pub dangling_citations: usize,
+    /// Mean judge score per dimension, over the judged cases.
+    pub judge: BTreeMap<String, f64>,
+    pub judge_failures: usize,
+    pub answer_failures: usize,
+    pub cases: Vec<AnswerCase>,
+}
+
+/// Scores the assistant's answers on the run's index and attaches them to `result`.
+pub async fn run(
+    settings: &Settings,
+    args: &RetrievalArgs,
+    tenant: &str,
+    progress: bool,
+) -> Result<RunResult, EvalError> {
+    let (mut result, index, set) =
+        super::retrieval::run_keeping_index(settings, args, tenant, progress).await?;
+    let secrets = Secrets::from_env()?;
+    let judge = build_chat_model(&settings.eval.judge, &secrets)?;
+    result.answers = Some(score_answers(&index, &set.cases, judge, progress).await?);
+    Ok(result)
+}
+
+/// Answers every case and scores it; one failing case never stops the run.
+pub async fn score_answers(
+    index: &Index,
+    cases: &[super::dataset::QaCase],
+    judge: Option<Arc<dyn ChatModel>>,
+    progress: bool,
+) -> Result<AnswerReport, EvalError> {
+    let app = &index.app;
+    let scope = TenantScope::only(&index.tenant);
+    let jieba = jieba_rs::Jieba::new();
+    let words = |text: &str| -> Vec<String> {
+        jieba
+            .cut(text, false)
+            .into_iter()
+            .filter(|w| !metrics::cmrc_tokens(w).is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let k = app.settings.retrieval.top_k;
+    let bar = progress_bar(progress, cases.len(), "answers");
+    let mut out = Vec::with_capacity(cases.len());
+    for case in cases {
+        bar.inc(1);
+        let answer = match app.assistant.answer(&scope, &case.query, &[], None).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                out.push(AnswerCase {
+                    id: case.id.clone(),
+                    answer: String::new(),
+                    grounded: false,
+                    exact_match: None,
+                    f1: None,
+                    bleu: None,
+                    choice: None,
+                    faithfulness: Faithfulness::default(),
+                    judge: None,
+                    judge_error: None,
+                    error: Some(e.to_string()),
+                });
+                continue;
+            }
+        };
+        // The assistant's numbering is the rank in this same search (no history, same mode).
+        let passages: Vec<String> = app
+            .retriever
+            .search(&scope, &case.query, None, k)
+            .await?
+            .hits
+            .into_iter()
+            .map(|h| h.chunk.text)
+            .collect();
+        let refs = &case.answers;
+        let has_refs = !refs.is_empty();
+        let is_choice = has_refs
+            && refs
+                .iter()
+                .all(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_uppercase()));
+        let bleu = refs
+            .iter()
+            .map(|r| metrics::smoothed_bleu(&words(&answer.text), &words(r)))
+            .fold(None, |best: Option<f64>, b| {
+                Some(best.map_or(b, |x| x.max(b)))
+            });
+        let faithfulness = judge::faithfulness(judge.as_deref(), &answer.text, &passages).await;
+        let (scores, judge_error) = match &judge {
+            None => (None, None),
+            Some(j) => {
+                match judge::judge_answer(
+                    j.as_ref(),
+                    &case.query,
+                    &passages,
+                    &answer.text,
+                    refs.first().map(String::as_str),
+                )
+                .await
+                {
+                    Ok(s) => (Some(s), None),
+                    Err(e) => (None, Some(e.to_string())),
+                }
+            }
+        };
+        out.push(AnswerCase {
+            id: case.id.clone(),
+            grounded: answer.grounded,
+            exact_match: has_refs.then(|| metrics::exact_match(&answer.text, refs)),
+            f1: has_refs.then(|| metrics::char_f1(&answer.text, refs)),
+            bleu,
+            choice: is_choice.then(|| metrics::multiple_choice(&refs[0], &answer.text)),
+            faithfulness,
+            judge: scores,
+            judge_error,
+            error: None,
+            answer: answer.text,
+        });
+    }
+    bar.finish_and_clear();
+    Ok(summarise(
+        app.llm.as_ref().map(|m| m.id().to_owned()),
+        judge.as_ref().map(|m| m.id().to_owned()),
+        out,
+    ))
+}
+
+fn mean(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let values: Vec<f64> = values.flatten().collect();
+    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+}
+
+/// Means over the cases; a case without a metric does not count towards it.
+pub fn summarise(
+    model: Option<String>,
+    judge_model: Option<String>,
+    cases: Vec<AnswerCase>,
+) -> AnswerReport {
+    let judged: Vec<[f64; 7]> = cases
+        .iter()
+        .filter_map(|c| c.judge.as_ref().map(JudgeScores::values))
+        .collect();
+    let judge = if judged.is_empty() {
+        BTreeMap::new()
+    } else {
+        DIMENSIONS
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                (
+                    d.to_string(),
+                    judged.iter().map(|v| v[i]).sum::<f64>() / judged.len() as f64,
+                )
+            })
+            .collect()
+    };
+    AnswerReport {
+        model,
+        judge_model,
+        exact_match: mean(cases.iter().map(|c| c.exact_match)),
+        f1: mean(cases.iter().map(|c| c.f1)),
+        bleu: mean(cases.iter().map(|c| c.bleu)),
+        choice: mean(cases.iter().map(|c| c.choice)),
+        faithfulness: mean(cases.iter().map(|c| c.faithfulness.score())),
+        dangling_citations: cases.iter().map(|c| c.faithfulness.dangling.len()).sum(),
+        judge,
+        judge_failures: cases.iter().filter(|c| c.judge_error.is_some()).count(),
+        answer_failures: cases.iter().filter(|c| c.error.is_some()).count(),
+        cases,
+    }
+}
+
+/// Per-dimension score lists for the distribution chart: EM, F1, BLEU, then the judge's.
+pub fn distributions(report: &AnswerReport) -> Vec<(String, Vec<f64>)> {
+    let mut dims: Vec<(String, Vec<f64>)> = vec![
+        (
+            "exact_match".into(),
+            report.cases.iter().filter_map(|c| c.exact_match).collect(),
+        ),
+        (
+            "f1".into(),
+            report.cases.iter().filter_map(|c| c.f1).collect(),
+        ),
+        (
+            "bleu".into(),
+            report.cases.iter().filter_map(|c| c.bleu).collect(),
+        ),
+    ];
+    for (i, d) in DIMENSIONS.iter().enumerate() {
+        dims.push((
+            d.to_string(),
+            report
+                .cases
+                .iter()
+                .filter_map(|c| c.judge.as_ref().map(|j| j.values()[i]))
+                .collect(),
+        ));
+    }
+    dims.retain(|(_, v)| !v.is_empty());
+    dims
+}
