@@ -305,7 +305,10 @@ async fn answer_streaming(
             let _ = out.flush();
         }
     });
-    let result = app.assistant.answer(scope, question, history, Some(tx)).await;
+    let result = app
+        .assistant
+        .answer(scope, question, history, Some(tx))
+        .await;
     printer.await.ok();
     Ok(result?)
 }

@@ -11,7 +11,7 @@ use super::citations::CitationFilter;
 use super::{Answer, Citation, extractive, is_cjk, not_found};
 use crate::config::AnswerSettings;
 use crate::llm::{ChatMessage, ChatModel, ChatRequest, LlmError, estimate_tokens};
-use crate::retrieve::{RetrieveError, Retrieval, Retriever};
+use crate::retrieve::{Retrieval, RetrieveError, Retriever};
 use crate::store::{Hit, TenantScope};
 
 /// One earlier turn of a conversation.
@@ -115,7 +115,12 @@ impl Assistant {
 
     /// The question rewritten to stand alone; the original when the model fails, since a
     /// worse search beats no answer.
-    async fn condense(&self, llm: &dyn ChatModel, question: &str, history: &[HistoryTurn]) -> String {
+    async fn condense(
+        &self,
+        llm: &dyn ChatModel,
+        question: &str,
+        history: &[HistoryTurn],
+    ) -> String {
         let prompt = if is_cjk(question) {
             &self.settings.condense_prompt_zh
         } else {
@@ -127,7 +132,10 @@ impl Assistant {
         }
         transcript.push_str(&format!("user: {question}"));
         let request = ChatRequest {
-            messages: vec![ChatMessage::system(prompt.clone()), ChatMessage::user(transcript)],
+            messages: vec![
+                ChatMessage::system(prompt.clone()),
+                ChatMessage::user(transcript),
+            ],
             temperature: Some(0.0),
             max_tokens: Some(200),
         };

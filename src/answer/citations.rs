@@ -72,7 +72,9 @@ impl CitationFilter {
             }
             // "[]" is not a citation; keep it as written.
             Err(_) if digits.is_empty() => out.push_str(&marker),
-            _ => tracing::debug!(marker = %marker, "dropped a citation to a source that was not given"),
+            _ => {
+                tracing::debug!(marker = %marker, "dropped a citation to a source that was not given")
+            }
         }
     }
 }
