@@ -287,3 +287,44 @@ async fn a_known_question_finds_its_page_in_the_pumpkin_book() {
         .unwrap();
     assert_eq!(r.hits[0].chunk.page, Some(60));
 }
+
+#[tokio::test]
+async fn hybrid_search_with_the_local_model_matches_across_languages() {
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/models/e5-small-q4.bin");
+    if !Path::new(model).is_file() {
+        println!("local model not installed (scripts/fetch-model.sh): this test did not run");
+        return;
+    }
+    let docs = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let tea = write(docs.path(), "tea.txt", TEA_DOC);
+    let rust = write(docs.path(), "rust.md", RUST_DOC);
+    let settings = settings(
+        data.path(),
+        &[
+            ("LORE_EMBEDDING__PROVIDER", "local"),
+            ("LORE_EMBEDDING__MODEL_PATH", model),
+        ],
+    );
+    let app = App::open(settings).await.unwrap();
+    assert_eq!(app.store.dense_dimension(), Some(384));
+    app.ingestor
+        .ingest(&[tea.clone(), rust], "t", false)
+        .await
+        .unwrap();
+    let scope = TenantScope::only("t");
+    // An English question about a Chinese passage: only the dense side can match it.
+    for mode in [
+        lore::retrieve::SearchMode::Dense,
+        lore::retrieve::SearchMode::Hybrid,
+    ] {
+        let r = app
+            .retriever
+            .search(&scope, "Which regions produce oolong tea?", Some(mode), 2)
+            .await
+            .unwrap();
+        assert_eq!(r.mode, mode);
+        assert_eq!(r.hits[0].chunk.source, tea, "{mode:?}");
+        assert!(r.hits[0].dense.as_ref().is_some_and(|v| v.len() == 384));
+    }
+}
