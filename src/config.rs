@@ -26,6 +26,7 @@ pub struct Settings {
     pub ingest: IngestSettings,
     pub embedding: EmbeddingSettings,
     pub retrieval: RetrievalSettings,
+    pub bot: crate::bot::settings::BotSettings,
 }
 
 /// `[store]`: where the knowledge base lives.
@@ -150,6 +151,9 @@ impl Settings {
         }
         if ingest.embed_batch == 0 {
             return Err(key("ingest.embed_batch", "must be at least 1".into()));
+        }
+        if let Err((k, reason)) = self.bot.validate() {
+            return Err(key(&k, reason));
         }
         let r = &self.retrieval;
         if r.top_k == 0 || r.top_k > 100 {
