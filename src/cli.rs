@@ -2,13 +2,17 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use lore_chat::{ChatHandler, ReplySink};
 use serde_json::json;
 
 use crate::answer;
 use crate::app::App;
+use crate::bot::Engine;
+use crate::bot::terminal::{self, TerminalSink};
 use crate::config::Settings;
 use crate::retrieve::{Retrieval, SearchMode};
 use crate::store::TenantScope;
@@ -69,6 +73,9 @@ pub enum Command {
     Chat {
         #[arg(long, value_enum)]
         mode: Option<SearchMode>,
+        /// Resume (or name) a stored conversation; its memory survives restarts.
+        #[arg(long, value_name = "ID")]
+        conversation: Option<String>,
     },
     /// List the sources in the knowledge base.
     Sources {
@@ -101,6 +108,12 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
     if let Command::Bench { corpus, synthetic } = cli.command {
         return crate::bench::run(&settings, synthetic, corpus).await;
+    }
+    if let Command::Chat {
+        mode: Some(mode), ..
+    } = &cli.command
+    {
+        settings.retrieval.mode = *mode;
     }
     let app = App::open(settings).await?;
     let scope = TenantScope::only(&cli.tenant);
@@ -138,7 +151,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Chat { mode } => chat(&app, &scope, mode).await,
+        Command::Chat { conversation, .. } => chat(app, &cli.tenant, conversation).await,
         Command::Sources { json } => {
             let sources = app.store.sources(&scope).await?;
             for s in &sources {
@@ -300,20 +313,22 @@ fn print_hits(retrieval: &Retrieval, query: Option<usize>, json: bool) -> Result
     Ok(())
 }
 
-/// Terminal chat: one conversation for the session. Without an LLM, a follow-up that
-/// finds nothing on its own is retried together with the previous question.
-async fn chat(app: &App, scope: &TenantScope, mode: Option<SearchMode>) -> Result<()> {
+/// Terminal chat on the bot engine: one stored conversation, so `--conversation ID`
+/// resumes it after a restart. Lines starting with `/` are bot commands (`/reset`, ...).
+async fn chat(app: App, tenant: &str, conversation: Option<String>) -> Result<()> {
     let interactive = std::io::stdin().is_terminal();
+    let conversation =
+        conversation.unwrap_or_else(|| format!("chat-{}", crate::bot::memory::unix_now()));
+    let engine = Engine::open(Arc::new(app))?.without_rate_limits();
     if interactive {
         println!(
-            "lore chat: ask about tenant {:?}. /reset forgets the conversation, /exit leaves.",
-            scope.tenants()[0]
+            "lore chat: ask about tenant {tenant:?}. Conversation {conversation:?} (resume with \
+             --conversation {conversation}). /reset forgets it, /help lists commands, /exit leaves."
         );
     }
-    let k = app.settings.retrieval.top_k;
-    let mut history: Vec<String> = Vec::new();
+    let sink: Arc<dyn ReplySink> = Arc::new(TerminalSink);
     let stdin = std::io::stdin();
-    loop {
+    for seq in 0.. {
         if interactive {
             print!("> ");
             std::io::stdout().flush()?;
@@ -322,26 +337,16 @@ async fn chat(app: &App, scope: &TenantScope, mode: Option<SearchMode>) -> Resul
         if stdin.lock().read_line(&mut line)? == 0 {
             break;
         }
-        let question = line.trim();
-        match question {
+        match line.trim() {
             "" => continue,
             "/exit" | "/quit" => break,
-            "/reset" => {
-                history.clear();
-                println!("conversation cleared");
-                continue;
+            text => {
+                let event = terminal::event(tenant, &conversation, seq, text);
+                // Wait for each reply so the next prompt follows it.
+                let _ = engine.submit(event, sink.clone()).await;
             }
-            _ => {}
         }
-        let mut retrieval = app.retriever.search(scope, question, mode, k).await?;
-        if !retrieval.evidence
-            && let Some(previous) = history.last()
-        {
-            let combined = format!("{previous} {question}");
-            retrieval = app.retriever.search(scope, &combined, mode, k).await?;
-        }
-        println!("{}\n", answer::extractive(question, &retrieval).render());
-        history.push(question.to_owned());
     }
+    engine.shutdown().await?;
     Ok(())
 }

@@ -315,7 +315,7 @@ mod tests {
             ..LIMITS
         };
         let s = store(&dir.path().join("m"), limits);
-        s.append(&key("c"), &[Turn::now("ann", false, &"x".repeat(100))])
+        s.append(&key("c"), &[Turn::now("ann", false, &"x".repeat(200))])
             .unwrap();
         s.append(&key("c"), &[Turn::now("bob", false, "short")])
             .unwrap();

@@ -9,6 +9,7 @@ pub mod permissions;
 pub mod quota;
 pub mod reply;
 pub mod settings;
+pub mod terminal;
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -78,7 +79,8 @@ pub struct Core {
     pub memory: Arc<dyn ConversationStore>,
     pub knowledge: KnowledgeChannels,
     pub quota: Quota,
-    limiter: InboundLimiter,
+    /// None where one trusted person is the only user (the terminal).
+    limiter: Option<InboundLimiter>,
     permits: Semaphore,
     /// Messages waiting for a free slot, for queue positions.
     waiting: AtomicUsize,
@@ -155,10 +157,10 @@ impl Engine {
                 s.quota_chunks_per_tenant,
                 app.settings.ingest.chunk_size,
             )?,
-            limiter: InboundLimiter::new(
+            limiter: Some(InboundLimiter::new(
                 nz(s.questions_per_user_per_minute),
                 nz(s.questions_per_channel_per_minute),
-            ),
+            )),
             permits: Semaphore::new(s.max_concurrent_channels),
             waiting: AtomicUsize::new(0),
             counters: Counters::default(),
@@ -170,6 +172,15 @@ impl Engine {
             core: Arc::new(core),
             queues: Arc::default(),
         })
+    }
+
+    /// The same engine without per-user and per-channel question limits, for a surface
+    /// with one trusted local user (`lore chat`). Call before submitting anything.
+    pub fn without_rate_limits(mut self) -> Self {
+        if let Some(core) = Arc::get_mut(&mut self.core) {
+            core.limiter = None;
+        }
+        self
     }
 
     /// The shared state (for surfaces that need the settings or memory).
@@ -307,10 +318,12 @@ async fn answer(
     out: &mut Streamer,
 ) -> Result<String, BotError> {
     let key = memory::ConversationKey::of(event);
-    core.limiter.check(
-        &format!("{}:{}", event.platform, event.author.id),
-        &key.id(),
-    )?;
+    if let Some(limiter) = &core.limiter {
+        limiter.check(
+            &format!("{}:{}", event.platform, event.author.id),
+            &key.id(),
+        )?;
+    }
     let command = commands::Command::parse(event)?;
     let ctx = commands::Ctx {
         core,
