@@ -3,10 +3,12 @@
 
 use std::sync::Arc;
 
-use crate::config::{EmbeddingProvider, Settings, StoreBackend};
+use crate::answer::Assistant;
+use crate::config::{Settings, StoreBackend};
 use crate::embed::bm25::Bm25Encoder;
 use crate::embed::{EmbedError, Embedder};
 use crate::ingest::pipeline::Ingestor;
+use crate::llm::{ChatModel, LlmError, Secrets};
 use crate::retrieve::Retriever;
 use crate::store::edge::EdgeStore;
 use crate::store::{KnowledgeStore, StoreError};
@@ -18,6 +20,8 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Embed(#[from] EmbedError),
+    #[error(transparent)]
+    Llm(#[from] LlmError),
 }
 
 /// The assembled core.
@@ -25,14 +29,21 @@ pub struct App {
     pub settings: Settings,
     pub store: Arc<dyn KnowledgeStore>,
     pub embedder: Option<Arc<dyn Embedder>>,
-    pub retriever: Retriever,
+    pub llm: Option<Arc<dyn ChatModel>>,
+    pub retriever: Arc<Retriever>,
+    pub assistant: Arc<Assistant>,
     pub ingestor: Ingestor,
 }
 
 impl App {
     /// Opens the store under the data dir with the configured embedder.
     pub async fn open(settings: Settings) -> Result<Self, AppError> {
-        let embedder = build_embedder(&settings)?;
+        let secrets = Secrets::from_env()?;
+        let embedder = build_embedder(&settings, &secrets)?;
+        let llm = crate::llm::build_chat_model(&settings.llm, &secrets)?;
+        if llm.is_none() {
+            tracing::info!("llm.provider = \"none\": answers quote the best passages");
+        }
         let dense = embedder
             .as_ref()
             .map(|e| (e.id().to_owned(), e.dimension()));
@@ -47,31 +58,42 @@ impl App {
             }
         };
         let bm25 = Arc::new(Bm25Encoder::new());
-        let retriever = Retriever::new(
+        let retriever = Arc::new(Retriever::new(
             store.clone(),
             embedder.clone(),
             bm25.clone(),
             settings.retrieval.clone(),
-        );
+        ));
+        let assistant = Arc::new(Assistant::new(
+            retriever.clone(),
+            llm.clone(),
+            settings.answer.clone(),
+            settings.llm.max_tokens,
+        ));
         let ingestor = Ingestor::new(store.clone(), embedder.clone(), bm25, &settings.ingest);
         Ok(Self {
             settings,
             store,
             embedder,
+            llm,
             retriever,
+            assistant,
             ingestor,
         })
     }
 }
 
 /// The configured dense embedder, or None (sparse-only, announced once at start-up).
-pub fn build_embedder(settings: &Settings) -> Result<Option<Arc<dyn Embedder>>, EmbedError> {
-    match settings.embedding.provider {
-        EmbeddingProvider::None => {
+pub fn build_embedder(
+    settings: &Settings,
+    secrets: &Secrets,
+) -> Result<Option<Arc<dyn Embedder>>, AppError> {
+    match settings.embedding.provider.as_str() {
+        "none" => {
             tracing::info!("embedding.provider = \"none\": search is sparse-only (BM25)");
             Ok(None)
         }
-        EmbeddingProvider::Local => {
+        "local" => {
             let path = &settings.embedding.model_path;
             if !path.is_file() {
                 tracing::warn!(
@@ -81,12 +103,16 @@ pub fn build_embedder(settings: &Settings) -> Result<Option<Arc<dyn Embedder>>, 
                 );
                 return Ok(None);
             }
-            load_local(settings)
+            let threads = match settings.embedding.threads {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                n => n,
+            };
+            let model = crate::embed::local::LocalE5Embedder::load(path, threads)?;
+            Ok(Some(Arc::new(model)))
         }
+        _ => Ok(crate::llm::build_vendor_embedder(
+            &settings.embedding_vendor,
+            secrets,
+        )?),
     }
-}
-
-fn load_local(settings: &Settings) -> Result<Option<Arc<dyn Embedder>>, EmbedError> {
-    let _ = settings;
-    Ok(None)
 }

@@ -64,15 +64,11 @@ pub enum Command {
     /// Answer a question from the knowledge base, with numbered sources.
     Ask {
         question: String,
-        #[arg(long, value_enum)]
-        mode: Option<SearchMode>,
         #[arg(long)]
         json: bool,
     },
     /// Interactive chat over the knowledge base (reads lines from stdin when piped).
     Chat {
-        #[arg(long, value_enum)]
-        mode: Option<SearchMode>,
         /// Resume (or name) a stored conversation; its memory survives restarts.
         #[arg(long, value_name = "ID")]
         conversation: Option<String>,
@@ -109,12 +105,6 @@ pub async fn run(cli: Cli) -> Result<()> {
     if let Command::Bench { corpus, synthetic } = cli.command {
         return crate::bench::run(&settings, synthetic, corpus).await;
     }
-    if let Command::Chat {
-        mode: Some(mode), ..
-    } = &cli.command
-    {
-        settings.retrieval.mode = *mode;
-    }
     let app = App::open(settings).await?;
     let scope = TenantScope::only(&cli.tenant);
     match cli.command {
@@ -136,18 +126,13 @@ pub async fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Command::Ask {
-            question,
-            mode,
-            json,
-        } => {
-            let k = app.settings.retrieval.top_k;
-            let retrieval = app.retriever.search(&scope, &question, mode, k).await?;
-            let answer = answer::extractive(&question, &retrieval);
+        Command::Ask { question, json } => {
             if json {
+                let answer = app.assistant.answer(&scope, &question, &[], None).await?;
                 println!("{}", serde_json::to_string(&answer)?);
             } else {
-                println!("{}", answer.render());
+                let answer = answer_streaming(&app, &scope, &question, &[]).await?;
+                println!("{}", sources_block(&answer));
             }
             Ok(())
         }
@@ -311,6 +296,36 @@ fn print_hits(retrieval: &Retrieval, query: Option<usize>, json: bool) -> Result
         writeln!(out, "no results")?;
     }
     Ok(())
+}
+
+/// Prints the answer as it streams; returns it for the sources list.
+async fn answer_streaming(
+    app: &App,
+    scope: &TenantScope,
+    question: &str,
+    history: &[answer::HistoryTurn],
+) -> Result<answer::Answer> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let printer = tokio::spawn(async move {
+        let mut out = std::io::stdout();
+        while let Some(piece) = rx.recv().await {
+            let _ = out.write_all(piece.as_bytes());
+            let _ = out.flush();
+        }
+    });
+    let result = app
+        .assistant
+        .answer(scope, question, history, Some(tx))
+        .await;
+    printer.await.ok();
+    Ok(result?)
+}
+
+/// The numbered sources under an answer that has already been printed.
+fn sources_block(answer: &answer::Answer) -> String {
+    let rendered = answer.render();
+    let tail = &rendered[answer.text.trim_end().len()..];
+    tail.to_owned()
 }
 
 /// Terminal chat on the bot engine: one stored conversation, so `--conversation ID`

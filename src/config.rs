@@ -26,6 +26,12 @@ pub struct Settings {
     pub ingest: IngestSettings,
     pub embedding: EmbeddingSettings,
     pub retrieval: RetrievalSettings,
+    pub llm: crate::llm::LlmSettings,
+    pub answer: AnswerSettings,
+    /// The vendor keys of `[embedding]` (base_url, model, batch_size, ...), read from the
+    /// same table; only used when `embedding.provider` names a vendor.
+    #[serde(skip)]
+    pub embedding_vendor: crate::llm::EmbeddingVendorSettings,
     pub bot: crate::bot::settings::BotSettings,
 }
 
@@ -56,21 +62,30 @@ pub struct IngestSettings {
     pub embed_batch: usize,
 }
 
-/// `[embedding]`: the dense embedder.
+/// `[embedding]`: the dense embedder. Vendor keys of the same table are read into
+/// `Settings::embedding_vendor`, so unknown keys are not rejected here.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct EmbeddingSettings {
-    pub provider: EmbeddingProvider,
+    /// "local", "none", or a vendor: "openai", "zhipu", "qianfan", "spark".
+    pub provider: String,
     pub model_path: PathBuf,
     pub threads: usize,
 }
 
-/// Dense embedder choice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EmbeddingProvider {
-    Local,
-    None,
+/// `[answer]`: prompts and budgets for LLM answers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerSettings {
+    pub system_prompt_en: String,
+    pub system_prompt_zh: String,
+    pub condense_prompt_en: String,
+    pub condense_prompt_zh: String,
+    /// Replaces both system prompts when set: a file holding one template.
+    pub system_prompt_file: Option<PathBuf>,
+    /// Tokens reserved for the answer when `llm.max_tokens` is unset.
+    pub answer_tokens: usize,
+    /// History turns sent to the model at most (older ones are dropped first).
+    pub history_turns: usize,
 }
 
 /// `[retrieval]`: search modes and the evidence gate.
@@ -120,9 +135,21 @@ impl Settings {
         let raw = builder
             .build()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        let settings: Settings = raw
+        let embedding_vendor = raw
+            .get::<crate::llm::EmbeddingVendorSettings>("embedding")
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let mut settings: Settings = raw
             .try_deserialize()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        settings.embedding_vendor = embedding_vendor;
+        if let Some(path) = settings.answer.system_prompt_file.clone() {
+            let template = std::fs::read_to_string(&path).map_err(|e| ConfigError::Key {
+                key: "answer.system_prompt_file".into(),
+                reason: format!("{}: {e}", path.display()),
+            })?;
+            settings.answer.system_prompt_en = template.clone();
+            settings.answer.system_prompt_zh = template;
+        }
         settings.validate()?;
         Ok(settings)
     }
@@ -151,6 +178,21 @@ impl Settings {
         }
         if ingest.embed_batch == 0 {
             return Err(key("ingest.embed_batch", "must be at least 1".into()));
+        }
+        const EMBEDDERS: [&str; 6] = ["local", "none", "openai", "zhipu", "qianfan", "spark"];
+        if !EMBEDDERS.contains(&self.embedding.provider.as_str()) {
+            return Err(key(
+                "embedding.provider",
+                format!("{:?} is not one of {EMBEDDERS:?}", self.embedding.provider),
+            ));
+        }
+        for (name, template) in [
+            ("answer.system_prompt_en", &self.answer.system_prompt_en),
+            ("answer.system_prompt_zh", &self.answer.system_prompt_zh),
+        ] {
+            if !template.contains("{context}") {
+                return Err(key(name, "must contain the {context} placeholder".into()));
+            }
         }
         if let Err((k, reason)) = self.bot.validate() {
             return Err(key(&k, reason));

@@ -49,8 +49,8 @@ fn corpus(dir: &Path) {
     .unwrap();
 }
 
-#[test]
-fn search_json_lines_carry_the_documented_fields() {
+/// A data dir with the corpus ingested; the temp dirs live as long as the returned guards.
+fn ingested() -> (tempfile::TempDir, tempfile::TempDir) {
     let docs = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     corpus(docs.path());
@@ -59,6 +59,12 @@ fn search_json_lines_carry_the_documented_fields() {
         &["ingest", docs.path().to_str().unwrap()],
         None,
     ));
+    (docs, data)
+}
+
+#[test]
+fn search_json_lines_carry_the_documented_fields() {
+    let (_docs, data) = ingested();
 
     let out = stdout(&lore(
         data.path(),
@@ -77,14 +83,7 @@ fn search_json_lines_carry_the_documented_fields() {
 
 #[test]
 fn batch_search_numbers_queries_by_line() {
-    let docs = tempfile::tempdir().unwrap();
-    let data = tempfile::tempdir().unwrap();
-    corpus(docs.path());
-    stdout(&lore(
-        data.path(),
-        &["ingest", docs.path().to_str().unwrap()],
-        None,
-    ));
+    let (_docs, data) = ingested();
     let out = stdout(&lore(
         data.path(),
         &["search", "--batch", "-", "--json", "-k", "1"],
@@ -104,14 +103,7 @@ fn batch_search_numbers_queries_by_line() {
 
 #[test]
 fn ask_cites_sources_and_admits_ignorance() {
-    let docs = tempfile::tempdir().unwrap();
-    let data = tempfile::tempdir().unwrap();
-    corpus(docs.path());
-    stdout(&lore(
-        data.path(),
-        &["ingest", docs.path().to_str().unwrap()],
-        None,
-    ));
+    let (_docs, data) = ingested();
     let out = stdout(&lore(data.path(), &["ask", "乌龙茶产自哪里？"], None));
     assert!(out.contains("未配置大语言模型"), "{out}");
     assert!(out.contains("[1]") && out.contains("tea.md"), "{out}");
@@ -154,14 +146,7 @@ fn sources_forget_and_stats() {
 
 #[test]
 fn chat_reads_questions_from_a_pipe_and_uses_the_previous_question() {
-    let docs = tempfile::tempdir().unwrap();
-    let data = tempfile::tempdir().unwrap();
-    corpus(docs.path());
-    stdout(&lore(
-        data.path(),
-        &["ingest", docs.path().to_str().unwrap()],
-        None,
-    ));
+    let (_docs, data) = ingested();
     let out = stdout(&lore(
         data.path(),
         &["chat"],

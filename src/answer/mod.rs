@@ -1,7 +1,13 @@
 //! Answers with numbered citations. Without an LLM the answer is extractive: the best
 //! passages, quoted and cited. Below the evidence gate the answer says so, honestly.
 
+mod assistant;
+mod citations;
+
 use serde::Serialize;
+
+pub use assistant::{AnswerError, Assistant, HistoryTurn};
+pub use citations::{CitationFilter, filter_citations};
 
 use crate::retrieve::Retrieval;
 use crate::store::Chunk;

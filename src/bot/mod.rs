@@ -46,7 +46,8 @@ pub enum BotError {
     TooLarge { name: String, limit_mib: u64 },
     #[error("ingesting failed: {0}")]
     Ingest(String),
-    #[error("the answer failed: {0}")]
+    /// The assistant's own reason ("the language model failed: ...").
+    #[error("{0}")]
     Answer(String),
     #[error("the chat platform failed: {0}")]
     Platform(String),

@@ -1,5 +1,8 @@
 //! Dense embedders behind one trait: the local E5 model and (later) vendor APIs.
 
+pub mod e5;
+pub mod local;
+
 use async_trait::async_trait;
 
 /// Why an embedding call failed.

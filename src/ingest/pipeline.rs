@@ -184,17 +184,7 @@ impl Ingestor {
         report: &mut IngestReport,
     ) -> Result<SourceOutcome, IngestError> {
         let document = load::fetch_url(url, &self.limits).await?;
-        let hash = self.document_hash(&document);
-        if self
-            .store
-            .source_hash(tenant, &document.source)
-            .await?
-            .as_deref()
-            == Some(hash.as_str())
-        {
-            return Ok(SourceOutcome::Unchanged);
-        }
-        self.store_document(document, tenant, hash, report).await
+        self.store_if_changed(document, tenant, report).await
     }
 
     /// Stores an already-loaded document (a chat post, an attachment) under `tenant`,
@@ -203,6 +193,16 @@ impl Ingestor {
         &self,
         document: Document,
         tenant: &str,
+    ) -> Result<SourceOutcome, IngestError> {
+        self.store_if_changed(document, tenant, &mut IngestReport::default())
+            .await
+    }
+
+    async fn store_if_changed(
+        &self,
+        document: Document,
+        tenant: &str,
+        report: &mut IngestReport,
     ) -> Result<SourceOutcome, IngestError> {
         let hash = self.document_hash(&document);
         if self
@@ -214,9 +214,7 @@ impl Ingestor {
         {
             return Ok(SourceOutcome::Unchanged);
         }
-        let mut report = IngestReport::default();
-        self.store_document(document, tenant, hash, &mut report)
-            .await
+        self.store_document(document, tenant, hash, report).await
     }
 
     /// Splits, embeds and writes one document, replacing its previous chunks.

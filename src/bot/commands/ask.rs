@@ -1,7 +1,7 @@
 //! `ask`: answer from the tenant's knowledge with the conversation so far, and remember the turn.
 
 use super::{BotError, Ctx};
-use crate::answer::{self, Answer};
+use crate::answer::{Answer, HistoryTurn};
 use crate::bot::memory::Turn;
 use crate::bot::reply::Streamer;
 use crate::store::TenantScope;
@@ -32,28 +32,40 @@ pub async fn run(ctx: &Ctx<'_>, out: &mut Streamer, question: &str) -> Result<St
     Ok(answer.render())
 }
 
-/// Without an LLM, a follow-up that finds nothing on its own is retried together with the
-/// previous question from the same conversation.
+/// Calls the shared assistant, showing its text deltas through `out` as they stream.
 async fn answer_with_history(
     ctx: &Ctx<'_>,
     scope: &TenantScope,
     question: &str,
     history: &[Turn],
-    _out: &mut Streamer,
+    out: &mut Streamer,
 ) -> Result<Answer, BotError> {
-    let app = &ctx.core.app;
-    let k = app.settings.retrieval.top_k;
-    let search = |q: String| async move {
-        app.retriever
-            .search(scope, &q, None, k)
-            .await
-            .map_err(|e| BotError::Answer(e.to_string()))
-    };
-    let mut retrieval = search(question.to_owned()).await?;
-    if !retrieval.evidence
-        && let Some(previous) = history.iter().rev().find(|t| !t.is_bot)
-    {
-        retrieval = search(format!("{} {question}", previous.text)).await?;
+    let history: Vec<HistoryTurn> = history
+        .iter()
+        .map(|t| HistoryTurn {
+            speaker: t.speaker.clone(),
+            is_bot: t.is_bot,
+            text: t.text.clone(),
+        })
+        .collect();
+    let (tx, mut deltas) = tokio::sync::mpsc::unbounded_channel();
+    let answering = ctx
+        .core
+        .app
+        .assistant
+        .answer(scope, question, &history, Some(tx));
+    tokio::pin!(answering);
+    loop {
+        tokio::select! {
+            result = &mut answering => {
+                return result.map_err(|e| BotError::Answer(e.to_string()));
+            }
+            Some(delta) = deltas.recv() => {
+                // A failed preview edit is not worth failing the answer for.
+                if let Err(e) = out.push(&delta).await {
+                    tracing::debug!(error = %e, "streaming edit failed");
+                }
+            }
+        }
     }
-    Ok(answer::extractive(question, &retrieval))
 }

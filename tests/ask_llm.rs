@@ -1,0 +1,254 @@
+//! Answers through a language model, against a local OpenAI-compatible server on
+//! 127.0.0.1 that streams like the real API: citations are checked, the evidence gate
+//! keeps the model out of unanswerable questions, and follow-ups are condensed.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+
+/// What the fake model says: the condensed question and the streamed answer pieces.
+#[derive(Clone)]
+struct Script {
+    condensed: String,
+    pieces: Vec<String>,
+    requests: Arc<Mutex<Vec<Value>>>,
+}
+
+async fn completions(
+    State(script): State<Script>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer sk-test-key") {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": {"message": "bad key"}})),
+        )
+            .into_response();
+    }
+    script.requests.lock().unwrap().push(body.clone());
+    if body["stream"] == json!(true) {
+        let mut sse = String::new();
+        for piece in &script.pieces {
+            let chunk = json!({"id": "c1", "object": "chat.completion.chunk",
+                "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": null}]});
+            sse.push_str(&format!("data: {chunk}\n\n"));
+        }
+        let end = json!({"id": "c1", "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
+        sse.push_str(&format!("data: {end}\n\ndata: [DONE]\n\n"));
+        ([("content-type", "text/event-stream")], sse).into_response()
+    } else {
+        Json(json!({"id": "c0", "object": "chat.completion",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": script.condensed},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}))
+        .into_response()
+    }
+}
+
+/// Starts the fake model; returns its base URL and the requests it receives.
+async fn fake_llm(condensed: &str, pieces: &[&str]) -> (String, Arc<Mutex<Vec<Value>>>) {
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let script = Script {
+        condensed: condensed.to_owned(),
+        pieces: pieces.iter().map(|p| p.to_string()).collect(),
+        requests: requests.clone(),
+    };
+    let app = axum::Router::new()
+        .route("/v1/chat/completions", post(completions))
+        .with_state(script);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, requests)
+}
+
+fn corpus(dir: &Path) {
+    std::fs::write(
+        dir.join("tea.md"),
+        "# 茶\n\n## 乌龙茶\n\n乌龙茶是一种半发酵茶，主要产自福建和台湾。\n\n## 绿茶\n\n绿茶不发酵，龙井和碧螺春都是有名的绿茶。\n",
+    )
+    .unwrap();
+}
+
+fn lore(data: &Path, base_url: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_lore"))
+        .args(args)
+        .env("LORE_STORE__DATA_DIR", data)
+        .env("LORE_EMBEDDING__PROVIDER", "none")
+        .env("LORE_LLM__PROVIDER", "openai")
+        .env("LORE_LLM__BASE_URL", base_url)
+        .env("LORE_LLM__MODEL", "test-model")
+        .env("OPENAI_API_KEY", "sk-test-key")
+        .env_remove("LORE_TENANT")
+        .output()
+        .unwrap()
+}
+
+fn system_prompt(request: &Value) -> String {
+    request["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lore_ask_streams_an_answer_whose_citations_match_the_sources() {
+    let (url, requests) = fake_llm(
+        "",
+        &["乌龙茶主要产自", "福建和台湾 [", "1]。另见 [", "7]。"],
+    )
+    .await;
+    let docs = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    corpus(docs.path());
+    let out = lore(
+        data.path(),
+        &url,
+        &["ingest", docs.path().to_str().unwrap()],
+    );
+    assert!(out.status.success());
+
+    let out = lore(data.path(), &url, &["ask", "乌龙茶产自哪里？"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("乌龙茶主要产自福建和台湾 [1]。"),
+        "{stdout}"
+    );
+    // [7] was never a source: it is removed, never shown.
+    assert!(!stdout.contains("[7]"), "{stdout}");
+    assert!(
+        stdout.contains("Sources:\n[1] ") && stdout.contains("tea.md"),
+        "{stdout}"
+    );
+
+    let requests = requests.lock().unwrap();
+    assert_eq!(
+        requests.len(),
+        1,
+        "one streamed call, no condensing without history"
+    );
+    let system = system_prompt(&requests[0]);
+    assert!(
+        system.contains("<<<SOURCE [1]") && system.contains("福建"),
+        "{system}"
+    );
+    assert!(
+        system.contains("不可信"),
+        "the zh template fences sources as untrusted: {system}"
+    );
+    assert_eq!(requests[0]["stream"], json!(true));
+    let last = requests[0]["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["content"], "乌龙茶产自哪里？");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_evidence_the_model_is_not_called() {
+    let (url, requests) = fake_llm("", &["should not be used"]).await;
+    let docs = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    corpus(docs.path());
+    lore(
+        data.path(),
+        &url,
+        &["ingest", docs.path().to_str().unwrap()],
+    );
+    let out = lore(
+        data.path(),
+        &url,
+        &["ask", "How do I rotate TLS certificates in nginx?"],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("could not find"), "{stdout}");
+    assert!(requests.lock().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follow_up_is_condensed_with_the_history_before_retrieval() {
+    let (url, requests) = fake_llm("绿茶有哪些有名的品种？", &["龙井和碧螺春 [1]。"]).await;
+    let docs = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    corpus(docs.path());
+    let settings = lore::config::Settings::load(
+        None,
+        [
+            ("LORE_STORE__DATA_DIR", data.path().to_str().unwrap()),
+            ("LORE_EMBEDDING__PROVIDER", "none"),
+            ("LORE_LLM__PROVIDER", "openai"),
+            ("LORE_LLM__BASE_URL", url.as_str()),
+            ("LORE_LLM__API_KEY_ENV", "LORE_TEST_LLM_KEY"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    )
+    .unwrap();
+    // The key comes from the environment, as in production.
+    unsafe { std::env::set_var("LORE_TEST_LLM_KEY", "sk-test-key") };
+    let app = lore::app::App::open(settings).await.unwrap();
+    app.ingestor
+        .ingest(&[docs.path().display().to_string()], "t", false)
+        .await
+        .unwrap();
+    let history = [
+        lore::answer::HistoryTurn {
+            speaker: "alice".into(),
+            is_bot: false,
+            text: "乌龙茶产自哪里？".into(),
+        },
+        lore::answer::HistoryTurn {
+            speaker: "lore".into(),
+            is_bot: true,
+            text: "乌龙茶主要产自福建和台湾 [1]。".into(),
+        },
+    ];
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let answer = app
+        .assistant
+        .answer(
+            &lore::store::TenantScope::only("t"),
+            "那另一种呢？",
+            &history,
+            Some(tx),
+        )
+        .await
+        .unwrap();
+    let mut streamed = String::new();
+    while let Ok(piece) = rx.try_recv() {
+        streamed.push_str(&piece);
+    }
+    assert_eq!(streamed, answer.text);
+    assert_eq!(answer.text, "龙井和碧螺春 [1]。");
+    assert_eq!(answer.citations.len(), 1);
+    assert_eq!(answer.citations[0].heading.as_deref(), Some("茶 > 绿茶"));
+
+    let requests = requests.lock().unwrap();
+    assert_eq!(requests.len(), 2, "condense, then answer");
+    let transcript = requests[0]["messages"][1]["content"].as_str().unwrap();
+    assert!(transcript.contains("alice: 乌龙茶产自哪里？") && transcript.contains("那另一种呢？"));
+    // The answer was grounded in the section the condensed question found.
+    assert!(system_prompt(&requests[1]).contains("碧螺春"));
+    // History travels with the speaker's name.
+    let messages = requests[1]["messages"].as_array().unwrap();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m["content"] == "alice: 乌龙茶产自哪里？")
+    );
+}
