@@ -2,13 +2,17 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use lore_chat::{ChatHandler, ReplySink};
 use serde_json::json;
 
 use crate::answer;
 use crate::app::App;
+use crate::bot::Engine;
+use crate::bot::terminal::{self, TerminalSink};
 use crate::config::Settings;
 use crate::retrieve::{Retrieval, SearchMode};
 use crate::store::TenantScope;
@@ -64,7 +68,11 @@ pub enum Command {
         json: bool,
     },
     /// Interactive chat over the knowledge base (reads lines from stdin when piped).
-    Chat,
+    Chat {
+        /// Resume (or name) a stored conversation; its memory survives restarts.
+        #[arg(long, value_name = "ID")]
+        conversation: Option<String>,
+    },
     /// List the sources in the knowledge base.
     Sources {
         #[arg(long)]
@@ -133,7 +141,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Chat => chat(&app, &scope).await,
+        Command::Chat { conversation, .. } => chat(app, &cli.tenant, conversation).await,
         Command::Sources { json } => {
             let sources = app.store.sources(&scope).await?;
             for s in &sources {
@@ -327,19 +335,22 @@ fn sources_block(answer: &answer::Answer) -> String {
     tail.to_owned()
 }
 
-/// Terminal chat: one conversation for the session, with its history passed to the
-/// assistant so follow-ups are understood.
-async fn chat(app: &App, scope: &TenantScope) -> Result<()> {
+/// Terminal chat on the bot engine: one stored conversation, so `--conversation ID`
+/// resumes it after a restart. Lines starting with `/` are bot commands (`/reset`, ...).
+async fn chat(app: App, tenant: &str, conversation: Option<String>) -> Result<()> {
     let interactive = std::io::stdin().is_terminal();
+    let conversation =
+        conversation.unwrap_or_else(|| format!("chat-{}", crate::bot::memory::unix_now()));
+    let engine = Engine::open(Arc::new(app))?.without_rate_limits();
     if interactive {
         println!(
-            "lore chat: ask about tenant {:?}. /reset forgets the conversation, /exit leaves.",
-            scope.tenants()[0]
+            "lore chat: ask about tenant {tenant:?}. Conversation {conversation:?} (resume with \
+             --conversation {conversation}). /reset forgets it, /help lists commands, /exit leaves."
         );
     }
-    let mut history: Vec<answer::HistoryTurn> = Vec::new();
+    let sink: Arc<dyn ReplySink> = Arc::new(TerminalSink);
     let stdin = std::io::stdin();
-    loop {
+    for seq in 0.. {
         if interactive {
             print!("> ");
             std::io::stdout().flush()?;
@@ -348,33 +359,16 @@ async fn chat(app: &App, scope: &TenantScope) -> Result<()> {
         if stdin.lock().read_line(&mut line)? == 0 {
             break;
         }
-        let question = line.trim();
-        match question {
+        match line.trim() {
             "" => continue,
             "/exit" | "/quit" => break,
-            "/reset" => {
-                history.clear();
-                println!("conversation cleared");
-                continue;
+            text => {
+                let event = terminal::event(tenant, &conversation, seq, text);
+                // Wait for each reply so the next prompt follows it.
+                let _ = engine.submit(event, sink.clone()).await;
             }
-            _ => {}
-        }
-        match answer_streaming(app, scope, question, &history).await {
-            Ok(answer) => {
-                println!("{}\n", sources_block(&answer));
-                history.push(answer::HistoryTurn {
-                    speaker: "user".into(),
-                    is_bot: false,
-                    text: question.to_owned(),
-                });
-                history.push(answer::HistoryTurn {
-                    speaker: "lore".into(),
-                    is_bot: true,
-                    text: answer.text,
-                });
-            }
-            Err(e) => println!("error: {e:#}\n"),
         }
     }
+    engine.shutdown().await?;
     Ok(())
 }

@@ -33,6 +33,7 @@ pub struct Settings {
     #[serde(skip)]
     pub embedding_vendor: crate::llm::EmbeddingVendorSettings,
     pub eval: crate::eval::settings::EvalSettings,
+    pub bot: crate::bot::settings::BotSettings,
 }
 
 /// `[store]`: where the knowledge base lives.
@@ -193,6 +194,9 @@ impl Settings {
             if !template.contains("{context}") {
                 return Err(key(name, "must contain the {context} placeholder".into()));
             }
+        }
+        if let Err((k, reason)) = self.bot.validate() {
+            return Err(key(&k, reason));
         }
         let r = &self.retrieval;
         if r.top_k == 0 || r.top_k > 100 {

@@ -4,6 +4,7 @@
 pub mod answer;
 pub mod app;
 pub mod bench;
+pub mod bot;
 pub mod cli;
 pub mod config;
 pub mod embed;

@@ -171,3 +171,30 @@ fn a_bad_setting_is_one_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn chat_conversation_resumes_after_a_restart() {
+    let docs = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    corpus(docs.path());
+    stdout(&lore(
+        data.path(),
+        &["ingest", docs.path().to_str().unwrap()],
+        None,
+    ));
+    let chat = |id: &str, line: &str| {
+        stdout(&lore(
+            data.path(),
+            &["chat", "--conversation", id],
+            Some(&format!("{line}\n")),
+        ))
+    };
+    assert!(chat("tea", "乌龙茶产自哪里？").contains("Sources:"));
+    // A new process: the follow-up only makes sense with the remembered question.
+    let resumed = chat("tea", "那绿茶呢");
+    assert!(resumed.contains("Sources:"), "{resumed}");
+    let fresh = chat("other", "那绿茶呢");
+    assert!(!fresh.contains("Sources:"), "{fresh}");
+    assert!(chat("tea", "/reset").contains("cleared"));
+    assert!(!chat("tea", "那绿茶呢").contains("Sources:"));
+}

@@ -1,0 +1,389 @@
+//! Conversation memory: one bounded conversation per (platform, tenant, channel, thread),
+//! durable in sled. sled 0.34 is unmaintained with crash-corruption reports, so it stays
+//! behind [`ConversationStore`] and a directory that fails to open is moved aside.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use lore_chat::IncomingEvent;
+use serde::{Deserialize, Serialize};
+
+use crate::llm::estimate_tokens;
+
+/// Why memory could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum MemoryError {
+    #[error("conversation memory: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("conversation memory: a stored turn is unreadable: {0}")]
+    Decode(#[from] serde_json::Error),
+}
+
+/// Which conversation a message belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ConversationKey {
+    pub platform: String,
+    pub tenant: String,
+    pub channel: String,
+    pub thread: Option<String>,
+}
+
+impl ConversationKey {
+    /// The conversation of an event; a DM is keyed by its user, whatever the platform calls
+    /// the channel.
+    pub fn of(event: &IncomingEvent) -> Self {
+        let channel = if event.addressing.direct {
+            format!("dm:{}", event.author.id)
+        } else {
+            event.channel.clone()
+        };
+        Self {
+            platform: event.platform.clone(),
+            tenant: event.tenant.clone(),
+            channel,
+            thread: event.thread.clone(),
+        }
+    }
+
+    /// A stable string id (NUL-separated, so no part can forge another).
+    pub fn id(&self) -> String {
+        format!(
+            "{}\0{}\0{}\0{}",
+            self.platform,
+            self.tenant,
+            self.channel,
+            self.thread.as_deref().unwrap_or("")
+        )
+    }
+}
+
+/// One remembered message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Turn {
+    /// Display name of the speaker, so a shared channel keeps who asked what.
+    pub speaker: String,
+    pub is_bot: bool,
+    pub text: String,
+    /// Unix seconds.
+    pub at: u64,
+}
+
+impl Turn {
+    /// A turn stamped now.
+    pub fn now(speaker: &str, is_bot: bool, text: &str) -> Self {
+        Self {
+            speaker: speaker.to_owned(),
+            is_bot,
+            text: text.to_owned(),
+            at: unix_now(),
+        }
+    }
+}
+
+/// How much a conversation keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct MemoryLimits {
+    pub max_turns: usize,
+    pub token_budget: u32,
+    pub ttl: Duration,
+}
+
+/// Where conversations live.
+#[async_trait]
+pub trait ConversationStore: Send + Sync {
+    /// The remembered turns, oldest first (empty for an unknown or expired conversation).
+    fn load(&self, key: &ConversationKey) -> Result<Vec<Turn>, MemoryError>;
+    /// Appends turns, then drops the oldest beyond the turn and token limits.
+    fn append(&self, key: &ConversationKey, turns: &[Turn]) -> Result<(), MemoryError>;
+    /// Forgets one conversation; true if there was one.
+    fn reset(&self, key: &ConversationKey) -> Result<bool, MemoryError>;
+    /// Forgets conversations idle longer than the TTL; returns how many.
+    fn evict_idle(&self) -> Result<usize, MemoryError>;
+    /// Conversations remembered.
+    fn len(&self) -> usize;
+    /// True when nothing is remembered.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Makes every write so far durable.
+    async fn flush(&self) -> Result<(), MemoryError>;
+}
+
+/// Opens the bot's sled database; a directory that fails to open is renamed to
+/// `<dir>.corrupt-<unix time>` and a fresh one started, so the bot still comes up.
+pub fn open_db(dir: &Path) -> Result<sled::Db, MemoryError> {
+    match sled::open(dir) {
+        Ok(db) => Ok(db),
+        Err(e) => {
+            let aside = PathBuf::from(format!("{}.corrupt-{}", dir.display(), unix_now()));
+            tracing::error!(
+                dir = %dir.display(),
+                moved_to = %aside.display(),
+                error = %e,
+                "CONVERSATION MEMORY IS CORRUPT: moved it aside and starting with empty memory \
+                 (the knowledge base is untouched)"
+            );
+            std::fs::rename(dir, &aside).map_err(|io| sled::Error::Io(io))?;
+            Ok(sled::open(dir)?)
+        }
+    }
+}
+
+/// Conversations in sled: one tree per conversation with big-endian sequence keys, and a
+/// `conversations` tree of last-activity times for the TTL.
+pub struct SledConversationStore {
+    db: sled::Db,
+    activity: sled::Tree,
+    limits: MemoryLimits,
+}
+
+impl SledConversationStore {
+    /// Conversations in `db` (see [`open_db`]).
+    pub fn new(db: sled::Db, limits: MemoryLimits) -> Result<Self, MemoryError> {
+        let activity = db.open_tree("conversations")?;
+        Ok(Self {
+            db,
+            activity,
+            limits,
+        })
+    }
+
+    fn tree(&self, key: &ConversationKey) -> Result<sled::Tree, MemoryError> {
+        Ok(self.db.open_tree(tree_name(&key.id()))?)
+    }
+
+    fn expired(&self, last: u64) -> bool {
+        unix_now().saturating_sub(last) > self.limits.ttl.as_secs()
+    }
+
+    fn last_active(&self, id: &str) -> Result<Option<u64>, MemoryError> {
+        Ok(self.activity.get(id.as_bytes())?.map(|v| decode_u64(&v)))
+    }
+
+    fn drop_conversation(&self, id: &str) -> Result<bool, MemoryError> {
+        let existed = self.activity.remove(id.as_bytes())?.is_some();
+        self.db.drop_tree(tree_name(id))?;
+        Ok(existed)
+    }
+
+    /// Drops the oldest turns beyond the turn limit and the token budget (the newest turn
+    /// is always kept, even if it alone is over budget).
+    fn trim(&self, tree: &sled::Tree) -> Result<(), MemoryError> {
+        let mut entries: Vec<(sled::IVec, u32)> = Vec::new();
+        for item in tree.iter() {
+            let (k, v) = item?;
+            let turn: Turn = serde_json::from_slice(&v)?;
+            entries.push((k, estimate_tokens(&turn.text) + 4));
+        }
+        let mut tokens: u32 = entries.iter().map(|e| e.1).sum();
+        let mut keep = entries.len();
+        for (k, cost) in &entries {
+            if keep <= 1 || (keep <= self.limits.max_turns && tokens <= self.limits.token_budget) {
+                break;
+            }
+            tree.remove(k)?;
+            tokens -= cost;
+            keep -= 1;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ConversationStore for SledConversationStore {
+    fn load(&self, key: &ConversationKey) -> Result<Vec<Turn>, MemoryError> {
+        let id = key.id();
+        match self.last_active(&id)? {
+            None => return Ok(Vec::new()),
+            Some(last) if self.expired(last) => {
+                self.drop_conversation(&id)?;
+                return Ok(Vec::new());
+            }
+            Some(_) => {}
+        }
+        self.tree(key)?
+            .iter()
+            .values()
+            .map(|v| Ok(serde_json::from_slice(&v?)?))
+            .collect()
+    }
+
+    fn append(&self, key: &ConversationKey, turns: &[Turn]) -> Result<(), MemoryError> {
+        let tree = self.tree(key)?;
+        for turn in turns {
+            let seq = self.db.generate_id()?;
+            tree.insert(seq.to_be_bytes(), serde_json::to_vec(turn)?)?;
+        }
+        self.trim(&tree)?;
+        self.activity
+            .insert(key.id().as_bytes(), &unix_now().to_be_bytes())?;
+        Ok(())
+    }
+
+    fn reset(&self, key: &ConversationKey) -> Result<bool, MemoryError> {
+        self.drop_conversation(&key.id())
+    }
+
+    fn evict_idle(&self) -> Result<usize, MemoryError> {
+        let mut idle = Vec::new();
+        for item in self.activity.iter() {
+            let (k, v) = item?;
+            if self.expired(decode_u64(&v)) {
+                idle.push(String::from_utf8_lossy(&k).into_owned());
+            }
+        }
+        for id in &idle {
+            self.drop_conversation(id)?;
+        }
+        Ok(idle.len())
+    }
+
+    fn len(&self) -> usize {
+        self.activity.len()
+    }
+
+    async fn flush(&self) -> Result<(), MemoryError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+}
+
+fn tree_name(id: &str) -> String {
+    format!("conv\0{id}")
+}
+
+fn decode_u64(bytes: &[u8]) -> u64 {
+    bytes.try_into().map(u64::from_be_bytes).unwrap_or(0)
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(channel: &str) -> ConversationKey {
+        ConversationKey {
+            platform: "test".into(),
+            tenant: "t".into(),
+            channel: channel.into(),
+            thread: None,
+        }
+    }
+
+    fn store(dir: &Path, limits: MemoryLimits) -> SledConversationStore {
+        SledConversationStore::new(open_db(dir).unwrap(), limits).unwrap()
+    }
+
+    const LIMITS: MemoryLimits = MemoryLimits {
+        max_turns: 3,
+        token_budget: 1000,
+        ttl: Duration::from_secs(3600),
+    };
+
+    #[test]
+    fn oldest_turns_are_dropped_beyond_the_turn_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(&dir.path().join("m"), LIMITS);
+        for i in 0..5 {
+            s.append(&key("c"), &[Turn::now("ann", false, &format!("q{i}"))])
+                .unwrap();
+        }
+        let texts: Vec<String> = s
+            .load(&key("c"))
+            .unwrap()
+            .into_iter()
+            .map(|t| t.text)
+            .collect();
+        assert_eq!(texts, ["q2", "q3", "q4"]);
+        assert!(s.load(&key("other")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_token_budget_drops_old_long_turns() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = MemoryLimits {
+            max_turns: 10,
+            token_budget: 40,
+            ..LIMITS
+        };
+        let s = store(&dir.path().join("m"), limits);
+        s.append(&key("c"), &[Turn::now("ann", false, &"x".repeat(200))])
+            .unwrap();
+        s.append(&key("c"), &[Turn::now("bob", false, "short")])
+            .unwrap();
+        let turns = s.load(&key("c")).unwrap();
+        assert_eq!(turns.len(), 1);
+        assert_eq!(turns[0].speaker, "bob");
+    }
+
+    #[test]
+    fn idle_conversations_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = MemoryLimits {
+            ttl: Duration::ZERO,
+            ..LIMITS
+        };
+        let s = store(&dir.path().join("m"), limits);
+        s.append(&key("c"), &[Turn::now("ann", false, "hi")])
+            .unwrap();
+        // Stamp the conversation as two seconds old.
+        s.activity
+            .insert(key("c").id().as_bytes(), &(unix_now() - 2).to_be_bytes())
+            .unwrap();
+        assert_eq!(s.evict_idle().unwrap(), 1);
+        assert!(s.load(&key("c")).unwrap().is_empty());
+        assert_eq!(s.len(), 0);
+    }
+
+    #[test]
+    fn reset_forgets_one_conversation_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(&dir.path().join("m"), LIMITS);
+        s.append(&key("a"), &[Turn::now("ann", false, "a")])
+            .unwrap();
+        s.append(&key("b"), &[Turn::now("ann", false, "b")])
+            .unwrap();
+        assert!(s.reset(&key("a")).unwrap());
+        assert!(!s.reset(&key("a")).unwrap());
+        assert!(s.load(&key("a")).unwrap().is_empty());
+        assert_eq!(s.load(&key("b")).unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn memory_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m");
+        {
+            let s = store(&path, LIMITS);
+            s.append(&key("c"), &[Turn::now("ann", false, "remember me")])
+                .unwrap();
+            s.flush().await.unwrap();
+        }
+        let s = store(&path, LIMITS);
+        assert_eq!(s.load(&key("c")).unwrap()[0].text, "remember me");
+    }
+
+    #[test]
+    fn a_corrupt_directory_is_moved_aside_and_memory_starts_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m");
+        std::fs::create_dir_all(&path).unwrap();
+        std::fs::write(path.join("conf"), b"\xff\xfe not a sled config").unwrap();
+        std::fs::write(path.join("db"), b"garbage").unwrap();
+        let s = store(&path, LIMITS);
+        assert!(s.is_empty());
+        let moved = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .any(|e| e.file_name().to_string_lossy().starts_with("m.corrupt-"));
+        assert!(moved, "the corrupt directory is kept for inspection");
+    }
+}
