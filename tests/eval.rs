@@ -278,4 +278,8 @@ async fn answers_are_scored_and_a_garbage_judge_reply_fails_only_its_case() {
     assert!(a["f1"].as_f64().unwrap() < 0.5);
     assert!(a["bleu"].as_f64().is_some());
     assert!(dir.join("scores.svg").is_file());
+    let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(report.contains("## Answers (3 by openai:"), "{report}");
+    // CMRC is not multiple choice, even where an answer is an acronym.
+    assert!(a["choice"].is_null());
 }

@@ -119,10 +119,7 @@ pub async fn score_answers(
             .collect();
         let refs = &case.answers;
         let has_refs = !refs.is_empty();
-        let is_choice = has_refs
-            && refs
-                .iter()
-                .all(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_uppercase()));
+        let is_choice = is_multiple_choice(&case.query, refs);
         let bleu = refs
             .iter()
             .map(|r| metrics::smoothed_bleu(&words(&answer.text), &words(r)))
@@ -167,6 +164,18 @@ pub async fn score_answers(
         judge.as_ref().map(|m| m.id().to_owned()),
         out,
     ))
+}
+
+/// A multiple-choice case: the reference is option letters (A–H) and the question lists at
+/// least options A and B ("A." "A、" "A)" ...), so an acronym answer such as "GTK" is not one.
+pub fn is_multiple_choice(query: &str, refs: &[String]) -> bool {
+    let letters = |r: &String| !r.is_empty() && r.chars().all(|c| ('A'..='H').contains(&c));
+    let listed = |option: char| {
+        [".", "、", ")", "）", "．", ":", "："]
+            .iter()
+            .any(|sep| query.contains(&format!("{option}{sep}")))
+    };
+    !refs.is_empty() && refs.iter().all(letters) && listed('A') && listed('B')
 }
 
 fn mean(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
@@ -242,4 +251,21 @@ pub fn distributions(report: &AnswerReport) -> Vec<(String, Vec<f64>)> {
     }
     dims.retain(|(_, v)| !v.is_empty());
     dims
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_questions_listing_options_are_multiple_choice() {
+        let refs = |r: &str| vec![r.to_string()];
+        assert!(is_multiple_choice(
+            "哪些正确？A. 甲 B. 乙 C. 丙",
+            &refs("AC")
+        ));
+        assert!(!is_multiple_choice("这个工具包叫什么？", &refs("GTK")));
+        assert!(!is_multiple_choice("缩写是什么？", &refs("ABC")));
+        assert!(!is_multiple_choice("A. 甲 B. 乙", &[]));
+    }
 }

@@ -94,6 +94,45 @@ pub fn summary_markdown(r: &RunResult) -> String {
         r.mrr,
         r.ndcg10
     );
+    if let Some(a) = &r.answers {
+        md.push_str(&answers_markdown(a));
+    }
+    md
+}
+
+fn answers_markdown(a: &super::answers::AnswerReport) -> String {
+    let show = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.3}"));
+    let mut md = format!(
+        "## Answers ({} by {}, judged by {})\n\n",
+        a.cases.len(),
+        a.model.as_deref().unwrap_or("the extractive answerer"),
+        a.judge_model.as_deref().unwrap_or("nobody"),
+    );
+    md.push_str("| EM | F1 | BLEU | choice | faithfulness | dangling [n] | judge failures | answer failures |\n");
+    md.push_str("|---|---|---|---|---|---|---|---|\n");
+    let _ = writeln!(
+        md,
+        "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+        show(a.exact_match),
+        show(a.f1),
+        show(a.bleu),
+        show(a.choice),
+        show(a.faithfulness),
+        a.dangling_citations,
+        a.judge_failures,
+        a.answer_failures,
+    );
+    if !a.judge.is_empty() {
+        let names: Vec<&str> = a.judge.keys().map(String::as_str).collect();
+        let values: Vec<String> = a.judge.values().map(|v| format!("{v:.3}")).collect();
+        let _ = writeln!(
+            md,
+            "| {} |\n|{}\n| {} |\n",
+            names.join(" | "),
+            "---|".repeat(names.len()),
+            values.join(" | ")
+        );
+    }
     md
 }
 
