@@ -244,7 +244,12 @@ impl ConversationStore for SledConversationStore {
     }
 
     async fn flush(&self) -> Result<(), MemoryError> {
-        self.db.flush_async().await?;
+        // `flush_async` was seen to never complete under many concurrent callers (the
+        // bot_core bench hung), so the blocking flush runs on the blocking pool instead.
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| sled::Error::ReportableBug(e.to_string()))??;
         Ok(())
     }
 }
