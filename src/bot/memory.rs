@@ -124,7 +124,7 @@ pub fn open_db(dir: &Path) -> Result<sled::Db, MemoryError> {
                 "CONVERSATION MEMORY IS CORRUPT: moved it aside and starting with empty memory \
                  (the knowledge base is untouched)"
             );
-            std::fs::rename(dir, &aside).map_err(|io| sled::Error::Io(io))?;
+            std::fs::rename(dir, &aside).map_err(sled::Error::Io)?;
             Ok(sled::open(dir)?)
         }
     }
