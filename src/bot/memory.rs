@@ -124,7 +124,7 @@ pub fn open_db(dir: &Path) -> Result<sled::Db, MemoryError> {
                 "CONVERSATION MEMORY IS CORRUPT: moved it aside and starting with empty memory \
                  (the knowledge base is untouched)"
             );
-            std::fs::rename(dir, &aside).map_err(|io| sled::Error::Io(io))?;
+            std::fs::rename(dir, &aside).map_err(sled::Error::Io)?;
             Ok(sled::open(dir)?)
         }
     }
@@ -244,7 +244,12 @@ impl ConversationStore for SledConversationStore {
     }
 
     async fn flush(&self) -> Result<(), MemoryError> {
-        self.db.flush_async().await?;
+        // `flush_async` was seen to never complete under many concurrent callers (the
+        // bot_core bench hung), so the blocking flush runs on the blocking pool instead.
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| sled::Error::ReportableBug(e.to_string()))??;
         Ok(())
     }
 }

@@ -238,7 +238,9 @@ impl ChatHandler for Engine {
             None => job,
         };
         let (tx, rx) = mpsc::unbounded_channel();
-        tx.send(job).ok().expect("receiver is alive");
+        if tx.send(job).is_err() {
+            unreachable!("the receiver is alive until the task below ends");
+        }
         map.insert(id.clone(), tx);
         tokio::spawn(Self::run_channel(
             self.core.clone(),

@@ -21,9 +21,9 @@ pub fn sanitise(text: &str) -> String {
         let next = chars.peek().copied();
         let word_next = next.is_some_and(|n| n.is_alphanumeric() || n == '_');
         let after_word = prev.is_some_and(|p| p.is_alphanumeric() || p == '.' || p == '_');
-        if c == '@' && word_next && !after_word {
-            out.push(ZWSP);
-        } else if c == '<' && matches!(next, Some('@' | '#')) {
+        let mention = c == '@' && word_next && !after_word;
+        let tag = c == '<' && matches!(next, Some('@' | '#'));
+        if mention || tag {
             out.push(ZWSP);
         }
         prev = Some(c);
