@@ -174,14 +174,7 @@ fn a_bad_setting_is_one_clear_error() {
 
 #[test]
 fn chat_conversation_resumes_after_a_restart() {
-    let docs = tempfile::tempdir().unwrap();
-    let data = tempfile::tempdir().unwrap();
-    corpus(docs.path());
-    stdout(&lore(
-        data.path(),
-        &["ingest", docs.path().to_str().unwrap()],
-        None,
-    ));
+    let (_docs, data) = ingested();
     let chat = |id: &str, line: &str| {
         stdout(&lore(
             data.path(),
