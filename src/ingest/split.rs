@@ -55,7 +55,7 @@ impl Splitter {
         };
         pieces
             .into_iter()
-            .filter(|(_, chunk)| chunk.chars().any(|c| !c.is_whitespace()))
+            .filter(|(_, chunk)| has_content(chunk))
             .map(|(start, chunk)| Piece {
                 start,
                 end: start + chunk.len(),
@@ -63,6 +63,13 @@ impl Splitter {
             })
             .collect()
     }
+}
+
+/// False for blank pieces and for a Markdown heading alone: the heading path already
+/// travels with every chunk of its section, so such a chunk would only crowd results.
+fn has_content(chunk: &str) -> bool {
+    let trimmed = chunk.trim();
+    !trimmed.is_empty() && !(trimmed.starts_with('#') && !trimmed.contains('\n'))
 }
 
 fn to_pair(c: text_splitter::ChunkCharIndex<'_>) -> (usize, &str) {
@@ -101,6 +108,20 @@ mod tests {
             pieces
                 .iter()
                 .any(|p| p.text.starts_with("```rust") && p.text.ends_with("```"))
+        );
+    }
+
+    #[test]
+    fn a_heading_alone_is_not_a_chunk() {
+        let text = format!(
+            "## Adding documents\n\n{}",
+            "Add documents with lore ingest. ".repeat(6)
+        );
+        let pieces = Splitter::new(60, 0).split(DocKind::Markdown, &section(&text));
+        assert!(pieces.len() > 1);
+        assert!(
+            pieces.iter().all(|p| !p.text.trim().starts_with("##")),
+            "{pieces:?}"
         );
     }
 
