@@ -83,6 +83,16 @@ pub async fn synthetic(n: usize, dim: usize, vocabulary_from: &Path, work: &Path
     let store = EdgeStore::open(&work.join("synthetic"), Some(("synthetic".into(), dim)))?;
     let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
     let started = Instant::now();
+    let kept = store.stats().await?.chunks;
+    let n = if kept >= n {
+        println!(
+            "synthetic: reusing {kept} chunks kept in {}",
+            work.display()
+        );
+        0
+    } else {
+        n
+    };
     let mut batch = Vec::with_capacity(1000);
     for i in 0..n {
         let words = 40 + (rng.next() % 80) as usize;
@@ -256,6 +266,7 @@ pub async fn run(
     settings: &Settings,
     synthetic_chunks: usize,
     corpus_dir: Option<PathBuf>,
+    keep: Option<PathBuf>,
 ) -> Result<()> {
     let work = tempfile::tempdir()?;
     let corpus_dir = corpus_dir.unwrap_or_else(|| default_shared("knowledge_db"));
@@ -265,7 +276,7 @@ pub async fn run(
             synthetic_chunks,
             384,
             &default_shared("qa/cmrc2018_trial.json"),
-            work.path(),
+            keep.as_deref().unwrap_or(work.path()),
         )
         .await?;
     }

@@ -93,6 +93,10 @@ pub enum Command {
         /// Synthetic chunks for the latency-at-scale run (0 skips it).
         #[arg(long, default_value_t = 100_000)]
         synthetic: usize,
+        /// Keep the synthetic store in DIR and reuse it on the next run, so latency can be
+        /// re-measured on a quiet machine without rebuilding it.
+        #[arg(long, value_name = "DIR")]
+        keep: Option<PathBuf>,
     },
     /// Score retrieval (and answers) against a validation set; fresh stores per configuration.
     Eval(crate::eval::EvalCommand),
@@ -104,8 +108,13 @@ pub async fn run(cli: Cli) -> Result<()> {
     if let Some(dir) = cli.data_dir {
         settings.store.data_dir = dir;
     }
-    if let Command::Bench { corpus, synthetic } = cli.command {
-        return crate::bench::run(&settings, synthetic, corpus).await;
+    if let Command::Bench {
+        corpus,
+        synthetic,
+        keep,
+    } = cli.command
+    {
+        return crate::bench::run(&settings, synthetic, corpus, keep).await;
     }
     if let Command::Eval(eval) = cli.command {
         return crate::eval::run(eval, settings, &cli.tenant).await;
