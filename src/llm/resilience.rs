@@ -150,27 +150,25 @@ impl ChatModel for FallbackChatModel {
     }
 
     async fn chat(&self, req: ChatRequest) -> Result<ChatResponse, LlmError> {
-        let mut last = None;
-        for (i, model) in self.models.iter().enumerate() {
-            match model.chat(req.clone()).await {
-                Ok(answer) => return Ok(answer),
-                Err(e) => {
-                    last = Some(Self::next_or_stop(
-                        model.as_ref(),
-                        e,
-                        self.models.len() - i - 1,
-                    )?)
-                }
-            }
-        }
-        Err(last.expect("at least one model"))
+        self.first_success(|model| model.chat(req.clone())).await
     }
 
     async fn chat_stream(&self, req: ChatRequest) -> Result<TextStream, LlmError> {
+        self.first_success(|model| model.chat_stream(req.clone()))
+            .await
+    }
+}
+
+impl FallbackChatModel {
+    /// Tries each model in order until one succeeds, or an error says to stop.
+    async fn first_success<T>(
+        &self,
+        call: impl for<'a> Fn(&'a dyn ChatModel) -> futures::future::BoxFuture<'a, Result<T, LlmError>>,
+    ) -> Result<T, LlmError> {
         let mut last = None;
         for (i, model) in self.models.iter().enumerate() {
-            match model.chat_stream(req.clone()).await {
-                Ok(stream) => return Ok(stream),
+            match call(model.as_ref()).await {
+                Ok(value) => return Ok(value),
                 Err(e) => {
                     last = Some(Self::next_or_stop(
                         model.as_ref(),
