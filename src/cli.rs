@@ -73,6 +73,8 @@ pub enum Command {
         #[arg(long, value_name = "ID")]
         conversation: Option<String>,
     },
+    /// Run every configured chat adapter and the HTTP API until SIGTERM.
+    Serve {},
     /// List the sources in the knowledge base.
     Sources {
         #[arg(long)]
@@ -115,6 +117,9 @@ pub async fn run(cli: Cli) -> Result<()> {
     } = cli.command
     {
         return crate::bench::run(&settings, synthetic, corpus, keep).await;
+    }
+    if let Command::Serve {} = cli.command {
+        return crate::serve::run(settings, crate::serve::ServeOptions::default()).await;
     }
     if let Command::Eval(eval) = cli.command {
         return crate::eval::run(eval, settings, &cli.tenant).await;
@@ -208,7 +213,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Bench { .. } | Command::Eval(_) => {
+        Command::Bench { .. } | Command::Eval(_) | Command::Serve {} => {
             unreachable!("handled before the store is opened")
         }
     }

@@ -34,6 +34,9 @@ pub struct Settings {
     pub embedding_vendor: crate::llm::EmbeddingVendorSettings,
     pub eval: crate::eval::settings::EvalSettings,
     pub bot: crate::bot::settings::BotSettings,
+    pub discord: lore_discord::DiscordSettings,
+    pub telegram: lore_telegram::TelegramSettings,
+    pub http: crate::http::settings::HttpSettings,
 }
 
 /// `[store]`: where the knowledge base lives.

@@ -1,0 +1,127 @@
+//! `lore serve`: opens the core once and runs every configured surface (Discord, Telegram,
+//! the HTTP API) over it until SIGTERM or Ctrl-C, then shuts down within a bound.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+use crate::bot::Engine;
+use crate::config::Settings;
+use crate::llm::Secrets;
+
+/// How long running surfaces get to finish after the shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// Options of `lore serve` given on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {}
+
+/// What every surface gets: the core, the secrets and the shutdown signal.
+pub struct ServeContext {
+    pub app: Arc<App>,
+    pub engine: Engine,
+    pub secrets: Secrets,
+    pub options: ServeOptions,
+    /// Cancelled when lore is asked to stop; surfaces stop taking work and return.
+    pub shutdown: CancellationToken,
+}
+
+/// A running surface: its name, and a future that ends when it stops.
+pub type Surface = (
+    &'static str,
+    Pin<Box<dyn Future<Output = Result<()>> + Send>>,
+);
+
+/// The surfaces that are configured (a token in the environment, a listen address set).
+fn configured_surfaces(ctx: &Arc<ServeContext>) -> Result<Vec<Surface>> {
+    let surfaces: Vec<Surface> = Vec::new();
+    let _ = ctx;
+    Ok(surfaces)
+}
+
+/// Runs until a signal, or until a surface fails.
+pub async fn run(settings: Settings, options: ServeOptions) -> Result<()> {
+    let secrets = Secrets::from_env()?;
+    let app = Arc::new(App::open(settings).await?);
+    let engine = Engine::open(app.clone())?;
+    let ctx = Arc::new(ServeContext {
+        app: app.clone(),
+        engine: engine.clone(),
+        secrets,
+        options,
+        shutdown: CancellationToken::new(),
+    });
+    let surfaces = configured_surfaces(&ctx)?;
+    if surfaces.is_empty() {
+        bail!(
+            "nothing to serve: set DISCORD_TOKEN or TELEGRAM_BOT_TOKEN in the environment, \
+             or [http] listen in the settings"
+        );
+    }
+    let mut running = JoinSet::new();
+    for (name, surface) in surfaces {
+        tracing::info!(surface = name, "starting");
+        running.spawn(async move { (name, surface.await) });
+    }
+    let mut failure = None;
+    tokio::select! {
+        () = stop_signal() => tracing::info!("stop signal received, shutting down"),
+        Some(ended) = running.join_next() => {
+            let (name, result) = ended.context("a surface panicked")?;
+            match result {
+                Ok(()) => tracing::warn!(surface = name, "stopped on its own, shutting down"),
+                Err(e) => failure = Some(e.context(format!("{name} failed"))),
+            }
+        }
+    }
+    ctx.shutdown.cancel();
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while let Some(ended) = running.join_next().await {
+            if let Ok((name, Err(e))) = ended {
+                tracing::warn!(surface = name, error = %e, "stopped with an error");
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            seconds = SHUTDOWN_GRACE.as_secs(),
+            "surfaces did not stop in time; abandoning them"
+        );
+        running.abort_all();
+    }
+    engine.shutdown().await?;
+    app.store.commit().await?;
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
