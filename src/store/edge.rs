@@ -10,9 +10,9 @@ use qdrant_edge::external::serde_json::{self, Value};
 use qdrant_edge::{
     AnyVariants, Condition, CreateIndex, Distance, EdgeConfig, EdgeShard, EdgeSparseVectorParams,
     EdgeVectorParams, FacetRequest, FacetValue, FieldCondition, FieldIndexOperations, Filter,
-    Fusion, KeywordIndexParams, Match, Modifier, NamedQuery, PayloadFieldSchema,
-    PayloadSchemaParams, PointId, PointInsertOperations, PointOperations, PointStruct, Prefetch,
-    QueryEnum, QueryRequest, ScoredPoint, ScoringQuery, UpdateOperation, ValueVariants,
+    KeywordIndexParams, Match, Modifier, NamedQuery, PayloadFieldSchema,
+    Payload, PayloadSchemaParams, PointId, PointInsertOperations, PointOperations, PointStruct,
+    QueryEnum, QueryRequest, Record, ScoredPoint, ScoringQuery, UpdateOperation, ValueVariants,
     VectorInternal, VectorStructInternal, Vectors, WithPayloadInterface, WithVector,
 };
 use serde::{Deserialize, Serialize};
@@ -226,13 +226,19 @@ fn to_point(stored: StoredChunk) -> Result<PointStruct, StoreError> {
     ))
 }
 
-fn to_hit(point: ScoredPoint) -> Result<Hit, StoreError> {
-    let payload = point
-        .payload
-        .ok_or_else(|| StoreError::Backend("point without payload".into()))?;
+fn scored_hit(point: ScoredPoint) -> Result<Hit, StoreError> {
+    to_hit(point.payload, point.vector, point.score)
+}
+
+fn to_hit(
+    payload: Option<Payload>,
+    vector: Option<VectorStructInternal>,
+    score: f32,
+) -> Result<Hit, StoreError> {
+    let payload = payload.ok_or_else(|| StoreError::Backend("point without payload".into()))?;
     let chunk: Chunk = serde_json::from_value(Value::Object(payload.0)).map_err(backend)?;
     let (mut dense, mut sparse) = (None, None);
-    if let Some(VectorStructInternal::Named(mut named)) = point.vector {
+    if let Some(VectorStructInternal::Named(mut named)) = vector {
         if let Some(VectorInternal::Dense(v)) = named.remove(DENSE) {
             dense = Some(v);
         }
@@ -244,7 +250,7 @@ fn to_hit(point: ScoredPoint) -> Result<Hit, StoreError> {
         }
     }
     Ok(Hit {
-        score: point.score,
+        score,
         chunk,
         dense,
         sparse,
@@ -265,44 +271,100 @@ fn edge_sparse(v: SparseVector) -> VectorInternal {
     })
 }
 
-fn build_query(request: SearchRequest) -> QueryRequest {
-    let filter = scope_filter(&request.scope);
-    let prefetch = |query: ScoringQuery| Prefetch {
+/// A single-vector query under the tenant filter. Hybrid queries are two of these, run in
+/// parallel and fused here (see [`fuse_rrf`]): the engine would run its prefetches one after
+/// the other, so a hybrid query cost the sum of both sides.
+fn vector_query(
+    filter: Filter,
+    query: ScoringQuery,
+    limit: usize,
+    with_payload: bool,
+    with_vectors: bool,
+) -> QueryRequest {
+    QueryRequest {
         prefetches: vec![],
         query: Some(query),
-        limit: request.candidates.max(request.limit),
-        params: None,
-        filter: Some(filter.clone()),
+        filter: Some(filter),
         score_threshold: None,
+        limit,
+        offset: 0,
+        params: None,
+        with_vector: WithVector::Bool(with_vectors),
+        with_payload: WithPayloadInterface::Bool(with_payload),
+    }
+}
+
+/// Reciprocal rank fusion of ranked id lists, scored as Qdrant does (so both backends
+/// agree): each list adds 1 / (k + position) (position from 0; k is at least 1) to an id's
+/// score. Ties keep the order of first appearance, so the result is stable.
+fn fuse_rrf(lists: &[Vec<PointId>], k: u32, limit: usize) -> Vec<(PointId, f32)> {
+    let mut fused: Vec<(PointId, f32)> = Vec::new();
+    let mut position: HashMap<PointId, usize> = HashMap::new();
+    for list in lists {
+        for (rank, id) in list.iter().enumerate() {
+            let score = 1.0 / (k.max(1) as f32 + rank as f32);
+            match position.get(id) {
+                Some(&at) => fused[at].1 += score,
+                None => {
+                    position.insert(*id, fused.len());
+                    fused.push((*id, score));
+                }
+            }
+        }
+    }
+    // A stable sort keeps first-appearance order among equal scores.
+    fused.sort_by(|a, b| b.1.total_cmp(&a.1));
+    fused.truncate(limit);
+    fused
+}
+
+/// Runs a search request against the shard.
+fn run_search(shard: &EdgeShard, request: SearchRequest) -> Result<Vec<Hit>, StoreError> {
+    let filter = scope_filter(&request.scope);
+    let (limit, with_vectors) = (request.limit, request.with_vectors);
+    let single = |query| {
+        let points = shard
+            .query(vector_query(filter.clone(), query, limit, true, with_vectors))
+            .map_err(backend)?;
+        points.into_iter().map(scored_hit).collect()
     };
-    let (prefetches, query) = match request.query {
-        StoreQuery::Dense(v) => (vec![], nearest(VectorInternal::Dense(v), DENSE)),
-        StoreQuery::Sparse(v) => (vec![], nearest(edge_sparse(v), SPARSE)),
+    match request.query {
+        StoreQuery::Dense(v) => single(nearest(VectorInternal::Dense(v), DENSE)),
+        StoreQuery::Sparse(v) => single(nearest(edge_sparse(v), SPARSE)),
         StoreQuery::Hybrid {
             dense,
             sparse,
             rrf_k,
-        } => (
-            vec![
-                prefetch(nearest(VectorInternal::Dense(dense), DENSE)),
-                prefetch(nearest(edge_sparse(sparse), SPARSE)),
-            ],
-            ScoringQuery::Fusion(Fusion::Rrf {
-                k: rrf_k as usize,
-                weights: None,
-            }),
-        ),
-    };
-    QueryRequest {
-        prefetches,
-        query: Some(query),
-        filter: Some(filter),
-        score_threshold: None,
-        limit: request.limit,
-        offset: 0,
-        params: None,
-        with_vector: WithVector::Bool(request.with_vectors),
-        with_payload: WithPayloadInterface::Bool(true),
+        } => {
+            let depth = request.candidates.max(limit);
+            let ids = |query| -> Result<Vec<PointId>, StoreError> {
+                let points = shard
+                    .query(vector_query(filter.clone(), query, depth, false, false))
+                    .map_err(backend)?;
+                Ok(points.into_iter().map(|p| p.id).collect())
+            };
+            let (dense_ids, sparse_ids) = rayon::join(
+                || ids(nearest(VectorInternal::Dense(dense), DENSE)),
+                || ids(nearest(edge_sparse(sparse), SPARSE)),
+            );
+            let fused = fuse_rrf(&[dense_ids?, sparse_ids?], rrf_k, limit);
+            let wanted: Vec<PointId> = fused.iter().map(|(id, _)| *id).collect();
+            let records = shard
+                .retrieve(
+                    &wanted,
+                    Some(WithPayloadInterface::Bool(true)),
+                    Some(WithVector::Bool(with_vectors)),
+                )
+                .map_err(backend)?;
+            let mut records: HashMap<PointId, Record> =
+                records.into_iter().map(|r| (r.id, r)).collect();
+            fused
+                .into_iter()
+                // A point deleted between the two calls is simply left out.
+                .filter_map(|(id, score)| records.remove(&id).map(|r| (r, score)))
+                .map(|(record, score)| to_hit(record.payload, record.vector, score))
+                .collect()
+        }
     }
 }
 
@@ -400,12 +462,7 @@ impl KnowledgeStore for EdgeStore {
                 "this store has no dense vectors; search it in sparse mode".into(),
             ));
         }
-        let query = build_query(request);
-        self.read(move |shard| {
-            let points = shard.query(query).map_err(backend)?;
-            points.into_iter().map(to_hit).collect()
-        })
-        .await
+        self.read(move |shard| run_search(shard, request)).await
     }
 
     async fn sources(&self, scope: &TenantScope) -> Result<Vec<SourceSummary>, StoreError> {
@@ -457,5 +514,33 @@ impl KnowledgeStore for EdgeStore {
             Ok(())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u64) -> PointId {
+        PointId::NumId(n)
+    }
+
+    #[test]
+    fn rrf_ranks_an_id_found_by_both_sides_first_and_scores_like_qdrant() {
+        let fused = fuse_rrf(&[vec![id(1), id(2), id(3)], vec![id(3), id(4)]], 60, 10);
+        let order: Vec<PointId> = fused.iter().map(|(i, _)| *i).collect();
+        // 2 and 4 tie at 1/61; 2 appeared first.
+        assert_eq!(order, vec![id(3), id(1), id(2), id(4)]);
+        // Qdrant: 1 / (k + position) per list, position from 0.
+        assert!((fused[0].1 - (1.0 / 62.0 + 1.0 / 60.0)).abs() < 1e-7);
+        assert!((fused[1].1 - 1.0 / 60.0).abs() < 1e-7);
+    }
+
+    #[test]
+    fn rrf_keeps_first_appearance_order_on_ties_and_honours_the_limit() {
+        let fused = fuse_rrf(&[vec![id(7), id(8)], vec![id(9), id(10)]], 60, 3);
+        let order: Vec<PointId> = fused.iter().map(|(i, _)| *i).collect();
+        assert_eq!(order, vec![id(7), id(9), id(8)]);
+        assert!(fuse_rrf(&[vec![], vec![]], 60, 5).is_empty());
     }
 }
