@@ -184,10 +184,11 @@ async fn a_follow_up_uses_the_conversation_so_far() {
             .await
             .contains("Sources:")
     );
-    let follow_up = p.say(message("t1", "c", "ann", "那绿茶呢")).await;
+    // "Tell me more" matches nothing alone: only the conversation gives it sources.
+    let follow_up = p.say(message("t1", "c", "ann", "详细说说")).await;
     assert!(follow_up.contains("Sources:"), "{follow_up}");
     // Another channel has no such history.
-    let elsewhere = p.say(message("t1", "other", "ann", "那绿茶呢")).await;
+    let elsewhere = p.say(message("t1", "other", "ann", "详细说说")).await;
     assert!(!elsewhere.contains("Sources:"), "{elsewhere}");
 }
 
@@ -333,7 +334,7 @@ async fn memory_survives_a_restart_mid_conversation() {
         p.engine.shutdown().await.unwrap();
     }
     let p = Platform::new(engine(settings(data.path())).await);
-    let follow_up = p.say(message("t1", "c", "ann", "那绿茶呢")).await;
+    let follow_up = p.say(message("t1", "c", "ann", "详细说说")).await;
     assert!(follow_up.contains("Sources:"), "{follow_up}");
     assert!(
         p.say(message("t1", "c", "ann", "/reset"))
@@ -341,7 +342,7 @@ async fn memory_survives_a_restart_mid_conversation() {
             .contains("cleared")
     );
     assert!(
-        !p.say(message("t1", "c", "ann", "那绿茶呢"))
+        !p.say(message("t1", "c", "ann", "详细说说"))
             .await
             .contains("Sources:")
     );
