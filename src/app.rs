@@ -50,10 +50,13 @@ impl App {
         let store: Arc<dyn KnowledgeStore> = match settings.store.backend {
             StoreBackend::Embedded => {
                 let dir = settings.knowledge_dir();
+                let ef = settings.store.hnsw_ef;
                 Arc::new(
-                    tokio::task::spawn_blocking(move || EdgeStore::open(&dir, dense))
-                        .await
-                        .map_err(|e| StoreError::Task(e.to_string()))??,
+                    tokio::task::spawn_blocking(move || {
+                        EdgeStore::open(&dir, dense).map(|s| s.with_search_ef(ef))
+                    })
+                    .await
+                    .map_err(|e| StoreError::Task(e.to_string()))??,
                 )
             }
         };

@@ -75,38 +75,56 @@ pub async fn corpus(settings: &Settings, corpus: &Path, work: &Path) -> Result<(
     Ok(())
 }
 
+/// The tenant whose queries are timed; the synthetic corpus spreads ten tenants evenly, so
+/// the tenant filter does real work.
+const PROBE_TENANT: usize = 3;
+const TENANTS: usize = 10;
+
 /// Fills a fresh store with `n` synthetic chunks (text sampled from `vocabulary_from`,
-/// random unit vectors of `dim` dimensions) and reports search latency.
-pub async fn synthetic(n: usize, dim: usize, vocabulary_from: &Path, work: &Path) -> Result<()> {
+/// random unit vectors of `dim` dimensions), reports search latency, and checks the dense
+/// index's recall against an exact scan, so a faster index setting cannot hide lost hits.
+pub async fn synthetic(
+    n: usize,
+    dim: usize,
+    search_ef: usize,
+    vocabulary_from: &Path,
+    work: &Path,
+) -> Result<()> {
     let vocabulary = vocabulary(vocabulary_from)?;
     let bm25 = Bm25Encoder::new();
-    let store = EdgeStore::open(&work.join("synthetic"), Some(("synthetic".into(), dim)))?;
-    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
-    let started = Instant::now();
+    let store = EdgeStore::open(&work.join("synthetic"), Some(("synthetic".into(), dim)))?
+        .with_search_ef(search_ef);
     let kept = store.stats().await?.chunks;
-    let n = if kept >= n {
+    let build = kept < n;
+    if !build {
         println!(
             "synthetic: reusing {kept} chunks kept in {}",
             work.display()
         );
-        0
-    } else {
-        n
-    };
+    }
+    // The generator runs in full either way, so a reused store gets the same queries and
+    // the probe tenant's vectors for the exact check.
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let started = Instant::now();
     let mut batch = Vec::with_capacity(1000);
+    let mut probe: Vec<((String, u32), Vec<f32>)> = Vec::new();
     for i in 0..n {
-        let words = 40 + (rng.next() % 80) as usize;
-        let text: String = (0..words)
-            .map(|_| vocabulary[(rng.next() % vocabulary.len() as u64) as usize].as_str())
-            .collect();
+        let text = synthetic_text(&mut rng, &vocabulary, 40, 80);
+        let dense = unit_vector(&mut rng, dim);
+        let (source, index) = (format!("synthetic/{}", i / 50), (i % 50) as u32);
+        if i % TENANTS == PROBE_TENANT {
+            probe.push(((source.clone(), index), dense.clone()));
+        }
+        if !build {
+            continue;
+        }
         batch.push(StoredChunk {
             sparse: bm25.document(&text),
-            dense: Some(unit_vector(&mut rng, dim)),
+            dense: Some(dense),
             chunk: Chunk {
-                // Ten tenants, so the tenant filter does real work.
-                tenant: format!("t{}", i % 10),
-                source: format!("synthetic/{}", i / 50),
-                index: (i % 50) as u32,
+                tenant: format!("t{}", i % TENANTS),
+                source,
+                index,
                 text,
                 page: None,
                 heading: None,
@@ -120,30 +138,92 @@ pub async fn synthetic(n: usize, dim: usize, vocabulary_from: &Path, work: &Path
             store.upsert(std::mem::take(&mut batch)).await?;
         }
     }
-    store.upsert(batch).await?;
-    let upserted = started.elapsed().as_secs_f64();
-    store.commit().await?;
-    let indexed = started.elapsed().as_secs_f64() - upserted;
-    let stats = store.stats().await?;
-    println!(
-        "synthetic: {n} chunks ({dim}-d) upserted in {upserted:.1} s ({:.0} chunks/s, BM25 included), optimised in {indexed:.1} s; {} indexed vectors, {} MiB on disk",
-        n as f64 / upserted,
-        stats.indexed_vectors,
-        stats.bytes_on_disk >> 20
-    );
+    if build {
+        store.upsert(batch).await?;
+        let upserted = started.elapsed().as_secs_f64();
+        store.commit().await?;
+        let indexed = started.elapsed().as_secs_f64() - upserted;
+        let stats = store.stats().await?;
+        println!(
+            "synthetic: {n} chunks ({dim}-d) upserted in {upserted:.1} s ({:.0} chunks/s, BM25 included), optimised in {indexed:.1} s; {} indexed vectors, {} MiB on disk",
+            n as f64 / upserted,
+            stats.indexed_vectors,
+            stats.bytes_on_disk >> 20
+        );
+    }
     let queries: Vec<_> = (0..500)
         .map(|_| {
-            let words = 3 + (rng.next() % 5) as usize;
-            let text: String = (0..words)
-                .map(|_| vocabulary[(rng.next() % vocabulary.len() as u64) as usize].as_str())
-                .collect();
+            let text = synthetic_text(&mut rng, &vocabulary, 3, 5);
             (Some(unit_vector(&mut rng, dim)), bm25.query(&text))
         })
         .collect();
-    for latency in search_latencies(&store, "t3", &queries, 5).await? {
+    let tenant = format!("t{PROBE_TENANT}");
+    for latency in search_latencies(&store, &tenant, &queries, 5).await? {
         print_latency(&latency);
     }
+    let k = 20;
+    let sample: Vec<Vec<f32>> = queries
+        .iter()
+        .take(50)
+        .filter_map(|q| q.0.clone())
+        .collect();
+    let recall = dense_recall(&store, &tenant, &probe, &sample, k).await?;
+    println!(
+        "search dense   recall@{k} against an exact scan: {recall:.3} over {} queries",
+        sample.len()
+    );
     Ok(())
+}
+
+/// `min + 0..span` words drawn from the vocabulary, concatenated as Chinese is written.
+fn synthetic_text(rng: &mut XorShift, vocabulary: &[String], min: usize, span: u64) -> String {
+    let words = min + (rng.next() % span) as usize;
+    (0..words)
+        .map(|_| vocabulary[(rng.next() % vocabulary.len() as u64) as usize].as_str())
+        .collect()
+}
+
+/// Share of the exact top-k (by cosine over `probe`, the tenant's vectors) that the store's
+/// dense search returns.
+async fn dense_recall(
+    store: &dyn KnowledgeStore,
+    tenant: &str,
+    probe: &[((String, u32), Vec<f32>)],
+    queries: &[Vec<f32>],
+    k: usize,
+) -> Result<f64> {
+    let (mut found, mut wanted) = (0usize, 0usize);
+    for query in queries {
+        let mut exact: Vec<(f32, &(String, u32))> = probe
+            .iter()
+            .map(|(key, v)| (v.iter().zip(query).map(|(a, b)| a * b).sum::<f32>(), key))
+            .collect();
+        exact.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let hits = store
+            .search(SearchRequest {
+                scope: TenantScope::only(tenant),
+                query: StoreQuery::Dense(query.clone()),
+                limit: k,
+                candidates: k,
+                with_vectors: false,
+            })
+            .await?;
+        let returned: std::collections::HashSet<(String, u32)> = hits
+            .into_iter()
+            .map(|h| (h.chunk.source, h.chunk.index))
+            .collect();
+        wanted += k.min(exact.len());
+        found += exact
+            .iter()
+            .take(k)
+            .filter(|(_, key)| returned.contains(*key))
+            .count();
+    }
+    Ok(if wanted == 0 {
+        1.0
+    } else {
+        found as f64 / wanted as f64
+    })
 }
 
 fn print_latency(l: &Latency) {
@@ -275,6 +355,7 @@ pub async fn run(
         synthetic(
             synthetic_chunks,
             384,
+            settings.store.hnsw_ef,
             &default_shared("qa/cmrc2018_trial.json"),
             keep.as_deref().unwrap_or(work.path()),
         )

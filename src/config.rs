@@ -45,6 +45,8 @@ pub struct Settings {
 pub struct StoreSettings {
     pub data_dir: PathBuf,
     pub backend: StoreBackend,
+    /// HNSW beam width of dense queries; 0 = the engine's default.
+    pub hnsw_ef: usize,
 }
 
 /// Which `KnowledgeStore` implementation to open.

@@ -10,9 +10,9 @@ use qdrant_edge::external::serde_json::{self, Value};
 use qdrant_edge::{
     AnyVariants, Condition, CreateIndex, Distance, EdgeConfig, EdgeShard, EdgeSparseVectorParams,
     EdgeVectorParams, FacetRequest, FacetValue, FieldCondition, FieldIndexOperations, Filter,
-    KeywordIndexParams, Match, Modifier, NamedQuery, PayloadFieldSchema,
-    Payload, PayloadSchemaParams, PointId, PointInsertOperations, PointOperations, PointStruct,
-    QueryEnum, QueryRequest, Record, ScoredPoint, ScoringQuery, UpdateOperation, ValueVariants,
+    KeywordIndexParams, Match, Modifier, NamedQuery, Payload, PayloadFieldSchema,
+    PayloadSchemaParams, PointId, PointInsertOperations, PointOperations, PointStruct, QueryEnum,
+    QueryRequest, Record, ScoredPoint, ScoringQuery, SearchParams, UpdateOperation, ValueVariants,
     VectorInternal, VectorStructInternal, Vectors, WithPayloadInterface, WithVector,
 };
 use serde::{Deserialize, Serialize};
@@ -43,6 +43,8 @@ pub struct EdgeStore {
     // The engine's flush asserts it holds its WAL lock uncontended, so writes and flushes
     // are serialised here while searches share the lock.
     shard: Arc<RwLock<EdgeShard>>,
+    /// HNSW beam width for dense queries; None leaves the engine's default (ef_construct).
+    search_ef: Option<usize>,
 }
 
 impl EdgeStore {
@@ -86,7 +88,15 @@ impl EdgeStore {
             path: path.to_owned(),
             dense_dimension: dense.map(|d| d.1),
             shard: Arc::new(RwLock::new(shard)),
+            search_ef: None,
         })
+    }
+
+    /// Sets the HNSW beam width of dense queries (`[store] hnsw_ef`; 0 keeps the engine's
+    /// default). It never goes below the number of candidates asked for.
+    pub fn with_search_ef(mut self, ef: usize) -> Self {
+        self.search_ef = (ef > 0).then_some(ef);
+        self
     }
 
     /// Runs `f` on a blocking thread with shared access to the shard.
@@ -278,6 +288,7 @@ fn vector_query(
     filter: Filter,
     query: ScoringQuery,
     limit: usize,
+    search_ef: Option<usize>,
     with_payload: bool,
     with_vectors: bool,
 ) -> QueryRequest {
@@ -288,7 +299,10 @@ fn vector_query(
         score_threshold: None,
         limit,
         offset: 0,
-        params: None,
+        params: search_ef.map(|ef| SearchParams {
+            hnsw_ef: Some(ef.max(limit)),
+            ..Default::default()
+        }),
         with_vector: WithVector::Bool(with_vectors),
         with_payload: WithPayloadInterface::Bool(with_payload),
     }
@@ -319,12 +333,23 @@ fn fuse_rrf(lists: &[Vec<PointId>], k: u32, limit: usize) -> Vec<(PointId, f32)>
 }
 
 /// Runs a search request against the shard.
-fn run_search(shard: &EdgeShard, request: SearchRequest) -> Result<Vec<Hit>, StoreError> {
+fn run_search(
+    shard: &EdgeShard,
+    request: SearchRequest,
+    search_ef: Option<usize>,
+) -> Result<Vec<Hit>, StoreError> {
     let filter = scope_filter(&request.scope);
     let (limit, with_vectors) = (request.limit, request.with_vectors);
     let single = |query| {
         let points = shard
-            .query(vector_query(filter.clone(), query, limit, true, with_vectors))
+            .query(vector_query(
+                filter.clone(),
+                query,
+                limit,
+                search_ef,
+                true,
+                with_vectors,
+            ))
             .map_err(backend)?;
         points.into_iter().map(scored_hit).collect()
     };
@@ -339,7 +364,14 @@ fn run_search(shard: &EdgeShard, request: SearchRequest) -> Result<Vec<Hit>, Sto
             let depth = request.candidates.max(limit);
             let ids = |query| -> Result<Vec<PointId>, StoreError> {
                 let points = shard
-                    .query(vector_query(filter.clone(), query, depth, false, false))
+                    .query(vector_query(
+                        filter.clone(),
+                        query,
+                        depth,
+                        search_ef,
+                        false,
+                        false,
+                    ))
                     .map_err(backend)?;
                 Ok(points.into_iter().map(|p| p.id).collect())
             };
@@ -462,7 +494,9 @@ impl KnowledgeStore for EdgeStore {
                 "this store has no dense vectors; search it in sparse mode".into(),
             ));
         }
-        self.read(move |shard| run_search(shard, request)).await
+        let search_ef = self.search_ef;
+        self.read(move |shard| run_search(shard, request, search_ef))
+            .await
     }
 
     async fn sources(&self, scope: &TenantScope) -> Result<Vec<SourceSummary>, StoreError> {
