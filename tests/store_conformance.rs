@@ -12,6 +12,8 @@
 
 #[path = "support/qdrant_standin.rs"]
 mod qdrant_standin;
+#[path = "support/qdrant_tls.rs"]
+mod qdrant_tls;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -985,7 +987,7 @@ async fn an_old_server_is_refused_with_its_version() {
         dir.path(),
         StandInOptions {
             version: "1.9.4".into(),
-            api_key: None,
+            ..Default::default()
         },
     )
     .await;
@@ -1286,4 +1288,55 @@ async fn lore_migrate_command_round_trip() {
     );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("same backend"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_url_talks_tls_and_checks_the_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = QdrantStandIn::start(
+        &dir.path().join("server"),
+        StandInOptions {
+            tls: Some((
+                qdrant_tls::SERVER_CERT_PEM.to_owned(),
+                qdrant_tls::SERVER_KEY_PEM.to_owned(),
+            )),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(server.url.starts_with("https://"));
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, qdrant_tls::CA_PEM).unwrap();
+    let (url, data) = (server.url.clone(), dir.path().join("data"));
+    // The CLI, so the CA is trusted through its own environment only.
+    let (trusted, untrusted) = tokio::task::spawn_blocking(move || {
+        let run = |trust: bool| {
+            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_lore"));
+            cmd.args(["sources"])
+                .env("LORE_STORE__DATA_DIR", &data)
+                .env("LORE_STORE__BACKEND", "qdrant")
+                .env("LORE_STORE__URL", &url)
+                .env("LORE_EMBEDDING__PROVIDER", "none")
+                .env_remove("LORE_TENANT")
+                .env_remove("QDRANT_API_KEY")
+                .env_remove("SSL_CERT_DIR");
+            if trust {
+                cmd.env("SSL_CERT_FILE", &ca);
+            } else {
+                cmd.env_remove("SSL_CERT_FILE");
+            }
+            cmd.output().unwrap()
+        };
+        (run(true), run(false))
+    })
+    .await
+    .unwrap();
+    assert!(
+        ok(trusted).contains("no sources in tenant global"),
+        "over TLS"
+    );
+    // Without trusting the CA the handshake fails, and lore says it cannot reach the server.
+    assert!(!untrusted.status.success());
+    let stderr = String::from_utf8_lossy(&untrusted.stderr);
+    assert!(stderr.contains("cannot reach a Qdrant server"), "{stderr}");
 }

@@ -35,6 +35,8 @@ pub struct StandInOptions {
     pub version: String,
     /// When set, every call must carry it in the `api-key` header, as on a real server.
     pub api_key: Option<String>,
+    /// Serve over TLS with this (certificate PEM, PKCS#8 key PEM); the URL becomes https.
+    pub tls: Option<(String, String)>,
 }
 
 impl Default for StandInOptions {
@@ -42,6 +44,7 @@ impl Default for StandInOptions {
         Self {
             version: DEFAULT_VERSION.to_owned(),
             api_key: None,
+            tls: None,
         }
     }
 }
@@ -111,7 +114,16 @@ impl QdrantStandIn {
         let service = Service(state.clone());
         let key = options.api_key.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some((cert, key)) = &options.tls {
+            builder = builder
+                .tls_config(
+                    tonic::transport::ServerTlsConfig::new()
+                        .identity(tonic::transport::Identity::from_pem(cert, key)),
+                )
+                .expect("stand-in TLS configuration");
+        }
+        let server = builder
             .add_service(QdrantServer::with_interceptor(
                 service.clone(),
                 api_key_check(key.clone()),
@@ -127,8 +139,13 @@ impl QdrantStandIn {
         let task = tokio::spawn(async move {
             server.await.expect("stand-in server");
         });
+        let scheme = if options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         Self {
-            url: format!("http://{addr}"),
+            url: format!("{scheme}://{addr}"),
             addr,
             state,
             shutdown: Some(tx),
