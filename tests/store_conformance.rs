@@ -17,7 +17,7 @@ mod qdrant_tls;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -1086,6 +1086,11 @@ async fn migrate_round_trip_embedded_to_server_and_back() {
         back.open().await,
     );
     let work = tempfile::tempdir().unwrap();
+    // An empty source is a mistake (wrong --from or settings), not a successful copy.
+    let err = migrate(c.as_ref(), b.as_ref(), &options(work.path(), 4))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no chunks"), "{err}");
     let report = migrate(a.as_ref(), b.as_ref(), &options(work.path(), 4))
         .await
         .unwrap();
@@ -1172,10 +1177,18 @@ async fn migrate_resumes_after_an_interruption_and_verifies_counts() {
 
 // ---- the `lore migrate` command ---------------------------------------------------------
 
+/// The `lore` binary under test: cargo's, or `LORE_TEST_BIN` when several checkouts share
+/// one target directory (the last build there owns `target/release/lore`).
+fn lore_bin() -> PathBuf {
+    std::env::var_os("LORE_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_lore")))
+}
+
 /// Runs the `lore` binary sparse-only with this data dir and server; `backend` None keeps
 /// the default (embedded).
 fn lore(data: &Path, url: &str, backend: Option<&str>, args: &[&str]) -> std::process::Output {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_lore"));
+    let mut cmd = std::process::Command::new(lore_bin());
     cmd.args(args)
         .env("LORE_STORE__DATA_DIR", data)
         .env("LORE_STORE__URL", url)
@@ -1311,7 +1324,7 @@ async fn an_https_url_talks_tls_and_checks_the_certificate() {
     // The CLI, so the CA is trusted through its own environment only.
     let (trusted, untrusted) = tokio::task::spawn_blocking(move || {
         let run = |trust: bool| {
-            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_lore"));
+            let mut cmd = std::process::Command::new(lore_bin());
             cmd.args(["sources"])
                 .env("LORE_STORE__DATA_DIR", &data)
                 .env("LORE_STORE__BACKEND", "qdrant")

@@ -121,6 +121,11 @@ pub async fn migrate(
     });
     let already = state.copied;
     let total = source.stats().await?.chunks as u64;
+    if total == 0 && resumed_after.is_none() {
+        return Err(MigrateError::Incompatible(
+            "the source holds no chunks; check --from and the [store] settings".into(),
+        ));
+    }
     let bar = progress_bar(options.progress, total);
     bar.set_position(already as u64);
     while !state.finished {
