@@ -11,6 +11,7 @@ use crate::ingest::pipeline::Ingestor;
 use crate::llm::{ChatModel, LlmError, Secrets};
 use crate::retrieve::Retriever;
 use crate::store::edge::EdgeStore;
+use crate::store::server::{QdrantServerStore, ServerConfig};
 use crate::store::{KnowledgeStore, StoreError};
 
 /// Why lore could not start.
@@ -47,19 +48,7 @@ impl App {
         let dense = embedder
             .as_ref()
             .map(|e| (e.id().to_owned(), e.dimension()));
-        let store: Arc<dyn KnowledgeStore> = match settings.store.backend {
-            StoreBackend::Embedded => {
-                let dir = settings.knowledge_dir();
-                let ef = settings.store.hnsw_ef;
-                Arc::new(
-                    tokio::task::spawn_blocking(move || {
-                        EdgeStore::open(&dir, dense).map(|s| s.with_search_ef(ef))
-                    })
-                    .await
-                    .map_err(|e| StoreError::Task(e.to_string()))??,
-                )
-            }
-        };
+        let store = open_store(&settings, settings.store.backend, dense).await?;
         let bm25 = Arc::new(Bm25Encoder::new());
         let retriever = Arc::new(Retriever::new(
             store.clone(),
@@ -84,6 +73,47 @@ impl App {
             ingestor,
         })
     }
+}
+
+/// Opens one knowledge store backend as configured under `[store]`; `dense` is the dense
+/// embedder's id and dimension (None for sparse-only), which the store must have been built with.
+pub async fn open_store(
+    settings: &Settings,
+    backend: StoreBackend,
+    dense: Option<(String, usize)>,
+) -> Result<Arc<dyn KnowledgeStore>, StoreError> {
+    Ok(match backend {
+        StoreBackend::Embedded => {
+            let dir = settings.knowledge_dir();
+            let ef = settings.store.hnsw_ef;
+            Arc::new(
+                tokio::task::spawn_blocking(move || {
+                    EdgeStore::open(&dir, dense).map(|s| s.with_search_ef(ef))
+                })
+                .await
+                .map_err(|e| StoreError::Task(e.to_string()))??,
+            )
+        }
+        StoreBackend::Qdrant => {
+            let config = ServerConfig {
+                url: settings.store.url.clone(),
+                collection: settings.store.collection.clone(),
+                // Secrets only from the environment; an empty variable means no key.
+                api_key: std::env::var("QDRANT_API_KEY")
+                    .ok()
+                    .filter(|k| !k.trim().is_empty()),
+                timeout: std::time::Duration::from_secs(settings.store.timeout_secs),
+            };
+            let store = QdrantServerStore::connect(config, dense).await?;
+            tracing::info!(
+                url = %settings.store.url,
+                collection = %settings.store.collection,
+                version = store.server_version(),
+                "using the Qdrant server"
+            );
+            Arc::new(store)
+        }
+    })
 }
 
 /// The configured dense embedder, or None (sparse-only, announced once at start-up).

@@ -13,7 +13,7 @@ use crate::answer;
 use crate::app::App;
 use crate::bot::Engine;
 use crate::bot::terminal::{self, TerminalSink};
-use crate::config::Settings;
+use crate::config::{Settings, StoreBackend};
 use crate::retrieve::{Retrieval, SearchMode};
 use crate::store::TenantScope;
 
@@ -102,6 +102,17 @@ pub enum Command {
     },
     /// Score retrieval (and answers) against a validation set; fresh stores per configuration.
     Eval(crate::eval::EvalCommand),
+    /// Copy the whole knowledge base (every tenant) from one store backend to the other,
+    /// e.g. `--from embedded --to qdrant`. Resumes after an interruption; verifies counts.
+    Migrate {
+        #[arg(long, value_enum)]
+        from: StoreBackend,
+        #[arg(long, value_enum)]
+        to: StoreBackend,
+        /// Chunks per page.
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+    },
 }
 
 /// Runs one command.
@@ -123,6 +134,9 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
     if let Command::Eval(eval) = cli.command {
         return crate::eval::run(eval, settings, &cli.tenant).await;
+    }
+    if let Command::Migrate { from, to, batch } = cli.command {
+        return migrate(&settings, from, to, batch).await;
     }
     let app = App::open(settings).await?;
     let scope = TenantScope::only(&cli.tenant);
@@ -213,10 +227,67 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Bench { .. } | Command::Eval(_) | Command::Serve {} => {
+        Command::Bench { .. } | Command::Eval(_) | Command::Serve {} | Command::Migrate { .. } => {
             unreachable!("handled before the store is opened")
         }
     }
+}
+
+/// `lore migrate`: both stores are opened with the configured embedder, so its vectors
+/// (and the embedded store's manifest) must match on both sides.
+async fn migrate(
+    settings: &Settings,
+    from: StoreBackend,
+    to: StoreBackend,
+    batch: usize,
+) -> Result<()> {
+    use crate::store::migrate::{MigrateOptions, migrate};
+    if from == to {
+        anyhow::bail!("--from and --to name the same backend; nothing to copy");
+    }
+    let knowledge_dir = settings.knowledge_dir();
+    let is_empty_dir = |dir: &std::path::Path| {
+        std::fs::read_dir(dir).map_or(true, |mut entries| entries.next().is_none())
+    };
+    if from == StoreBackend::Embedded && is_empty_dir(&knowledge_dir) {
+        anyhow::bail!(
+            "no embedded knowledge base at {} (set --data-dir or store.data_dir)",
+            knowledge_dir.display()
+        );
+    }
+    let secrets = crate::llm::Secrets::from_env()?;
+    let embedder = crate::app::build_embedder(settings, &secrets)?;
+    let dense = embedder
+        .as_ref()
+        .map(|e| (e.id().to_owned(), e.dimension()));
+    let describe = |backend: StoreBackend| match backend {
+        StoreBackend::Embedded => format!("embedded {}", knowledge_dir.display()),
+        StoreBackend::Qdrant => format!(
+            "qdrant {}/{}",
+            settings.store.url, settings.store.collection
+        ),
+    };
+    let source = crate::app::open_store(settings, from, dense.clone())
+        .await
+        .with_context(|| format!("opening the source ({})", describe(from)))?;
+    let target = crate::app::open_store(settings, to, dense)
+        .await
+        .with_context(|| format!("opening the target ({})", describe(to)))?;
+    let options = MigrateOptions {
+        route: format!("{} -> {}", describe(from), describe(to)),
+        checkpoint: settings.store.data_dir.join("migrate-checkpoint.json"),
+        batch: batch.max(1),
+        progress: true,
+    };
+    let report = migrate(source.as_ref(), target.as_ref(), &options).await?;
+    if let Some(before) = report.resumed_after {
+        println!("resumed an interrupted migration after {before} chunks");
+    }
+    println!("migrated {} chunks: {}", report.copied, options.route);
+    for (tenant, chunks) in &report.tenants {
+        println!("verified tenant {tenant}: {chunks} chunks in both stores");
+    }
+    Ok(())
 }
 
 async fn ingest(app: &App, inputs: &[String], tenant: &str, json: bool) -> Result<()> {

@@ -45,15 +45,24 @@ pub struct Settings {
 pub struct StoreSettings {
     pub data_dir: PathBuf,
     pub backend: StoreBackend,
+    /// gRPC endpoint of the Qdrant server (backend = "qdrant"); https means TLS.
+    pub url: String,
+    /// The server collection holding every tenant's chunks.
+    pub collection: String,
+    /// Timeout of each server request, in seconds.
+    pub timeout_secs: u64,
     /// HNSW beam width of dense queries; 0 = the engine's default.
     pub hnsw_ef: usize,
 }
 
 /// Which `KnowledgeStore` implementation to open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum StoreBackend {
+    /// Qdrant in-process under data_dir/knowledge.
     Embedded,
+    /// A Qdrant server or cluster at store.url.
+    Qdrant,
 }
 
 /// `[ingest]`: loading and splitting.
@@ -203,6 +212,21 @@ impl Settings {
         if let Err((k, reason)) = self.bot.validate() {
             return Err(key(&k, reason));
         }
+        let store = &self.store;
+        if store.backend == StoreBackend::Qdrant {
+            if !(store.url.starts_with("http://") || store.url.starts_with("https://")) {
+                return Err(key(
+                    "store.url",
+                    format!("{:?} must start with http:// or https://", store.url),
+                ));
+            }
+            if store.collection.trim().is_empty() {
+                return Err(key("store.collection", "must not be empty".into()));
+            }
+        }
+        if store.timeout_secs == 0 {
+            return Err(key("store.timeout_secs", "must be at least 1".into()));
+        }
         let r = &self.retrieval;
         if r.top_k == 0 || r.top_k > 100 {
             return Err(key(
@@ -276,6 +300,22 @@ mod tests {
         assert!(err.to_string().contains("top_k"), "{err}");
         let err = Settings::load(None, env(&[("LORE_INGEST__CHUNK_OVERLAP", "5000")])).unwrap_err();
         assert!(err.to_string().contains("ingest.chunk_overlap"), "{err}");
+    }
+
+    #[test]
+    fn qdrant_backend_needs_an_http_url() {
+        let s = Settings::load(None, env(&[("LORE_STORE__BACKEND", "qdrant")])).unwrap();
+        assert_eq!(s.store.backend, StoreBackend::Qdrant);
+        assert_eq!(s.store.url, "http://localhost:6334");
+        let err = Settings::load(
+            None,
+            env(&[
+                ("LORE_STORE__BACKEND", "qdrant"),
+                ("LORE_STORE__URL", "localhost:6334"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("store.url"), "{err}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Embedded Qdrant (qdrant-edge): the default store, persistent under the data dir.
 //! The engine is synchronous, so every call runs on `spawn_blocking`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -12,14 +12,14 @@ use qdrant_edge::{
     EdgeVectorParams, FacetRequest, FacetValue, FieldCondition, FieldIndexOperations, Filter,
     KeywordIndexParams, Match, Modifier, NamedQuery, Payload, PayloadFieldSchema,
     PayloadSchemaParams, PointId, PointInsertOperations, PointOperations, PointStruct, QueryEnum,
-    QueryRequest, Record, ScoredPoint, ScoringQuery, SearchParams, UpdateOperation, ValueVariants,
-    VectorInternal, VectorStructInternal, Vectors, WithPayloadInterface, WithVector,
+    QueryRequest, Record, ScoredPoint, ScoringQuery, ScrollRequest, SearchParams, UpdateOperation,
+    ValueVariants, VectorInternal, VectorStructInternal, Vectors, WithPayloadInterface, WithVector,
 };
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Chunk, Hit, KnowledgeStore, SearchRequest, SourceSummary, SparseVector, StoreError, StoreQuery,
-    StoreStats, StoredChunk, TenantScope, chunk_point_id,
+    Chunk, Hit, KnowledgeStore, ScrollPage, SearchRequest, SourceSummary, SparseVector, StoreError,
+    StoreQuery, StoreStats, StoredChunk, TenantScope, chunk_point_id,
 };
 
 const DENSE: &str = "dense";
@@ -546,6 +546,69 @@ impl KnowledgeStore for EdgeStore {
             shard.optimize().map_err(backend)?;
             shard.flush();
             Ok(())
+        })
+        .await
+    }
+
+    async fn scroll(
+        &self,
+        from: Option<uuid::Uuid>,
+        limit: usize,
+    ) -> Result<ScrollPage, StoreError> {
+        self.read(move |shard| {
+            let (records, next) = shard
+                .scroll(ScrollRequest {
+                    offset: from.map(PointId::Uuid),
+                    limit: Some(limit.max(1)),
+                    filter: None,
+                    with_payload: Some(WithPayloadInterface::Bool(true)),
+                    with_vector: WithVector::Bool(true),
+                    order_by: None,
+                })
+                .map_err(backend)?;
+            let chunks = records
+                .into_iter()
+                .map(|r| {
+                    let hit = to_hit(r.payload, r.vector, 0.0)?;
+                    Ok(StoredChunk {
+                        chunk: hit.chunk,
+                        dense: hit.dense,
+                        sparse: hit.sparse.unwrap_or_default(),
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            let next = match next {
+                None => None,
+                Some(PointId::Uuid(id)) => Some(id),
+                Some(other) => {
+                    return Err(StoreError::Backend(format!(
+                        "point id {other:?} was not written by lore (expected a UUID)"
+                    )));
+                }
+            };
+            Ok(ScrollPage { chunks, next })
+        })
+        .await
+    }
+
+    async fn tenant_counts(&self) -> Result<BTreeMap<String, usize>, StoreError> {
+        self.read(|shard| {
+            let response = shard
+                .facet(FacetRequest {
+                    key: "tenant".try_into().expect("valid field name"),
+                    limit: usize::MAX >> 1,
+                    filter: None,
+                    exact: true,
+                })
+                .map_err(backend)?;
+            Ok(response
+                .hits
+                .into_iter()
+                .filter_map(|hit| match hit.value {
+                    FacetValue::Keyword(tenant) => Some((tenant, hit.count)),
+                    _ => None,
+                })
+                .collect())
         })
         .await
     }

@@ -1,7 +1,11 @@
-//! The knowledge store behind one trait. Backends: embedded Qdrant (`edge`); a Qdrant
-//! server backend can implement the same trait. No backend type crosses this boundary.
+//! The knowledge store behind one trait. Backends: embedded Qdrant (`edge`) and a Qdrant
+//! server or cluster (`server`). No backend type crosses this boundary.
 
 pub mod edge;
+pub mod migrate;
+pub mod server;
+
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -116,6 +120,14 @@ pub struct StoreStats {
     pub bytes_on_disk: u64,
 }
 
+/// One page of a full scan in point-id order, for copying a store (`lore migrate`).
+#[derive(Debug, Clone)]
+pub struct ScrollPage {
+    pub chunks: Vec<StoredChunk>,
+    /// Where the next page starts (pass it as `from`), or None after the last page.
+    pub next: Option<uuid::Uuid>,
+}
+
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -146,6 +158,15 @@ pub trait KnowledgeStore: Send + Sync {
     async fn stats(&self) -> Result<StoreStats, StoreError>;
     /// Builds indexes after a bulk write and makes everything durable.
     async fn commit(&self) -> Result<(), StoreError>;
+    /// Up to `limit` stored chunks with their vectors, across all tenants, in point-id order
+    /// starting at `from` (inclusive; None for the first page).
+    async fn scroll(
+        &self,
+        from: Option<uuid::Uuid>,
+        limit: usize,
+    ) -> Result<ScrollPage, StoreError>;
+    /// Chunk count of every tenant (an operator's view, used to verify a migration).
+    async fn tenant_counts(&self) -> Result<BTreeMap<String, usize>, StoreError>;
 }
 
 /// Point id of a chunk: stable across runs, so re-ingesting overwrites rather than duplicates.
