@@ -952,3 +952,43 @@ fn systemd_unit_is_hardened_and_its_settings_load() {
         .collect();
     assert_settings_load("systemd lore.service", &embedded, &env);
 }
+
+// ---------------------------------------------------------------------------------------
+// Sizing harness (deploy/README.md, "Sizing"); not a test, run by hand.
+
+/// Rebuilds a store kept by `lore bench --keep DIR` (DIR/synthetic, given in
+/// LORE_SIZING_STORE) with int8 scalar quantization of the dense vectors (quantized copy in
+/// RAM, originals on disk), the configuration deploy/README.md sizes. The engine's
+/// config-mismatch optimiser rebuilds the segments; `lore bench --keep DIR` then reopens
+/// the store through lore's own code to measure it. lore has no setting for this on the
+/// embedded store; on a Qdrant server it is a collection update.
+#[test]
+#[ignore = "sizing harness, run by hand: see deploy/README.md"]
+fn sizing_quantize_kept_store() {
+    use qdrant_edge::external::serde_json;
+    let Ok(dir) = std::env::var("LORE_SIZING_STORE") else {
+        panic!("set LORE_SIZING_STORE to the synthetic store kept by lore bench --keep");
+    };
+    let dir = PathBuf::from(dir);
+    let mut config = {
+        let shard = qdrant_edge::EdgeShard::load(&dir, None).unwrap();
+        shard.config().clone()
+    };
+    let dense = config.vectors.get_mut("dense").expect("a dense vector");
+    dense.on_disk = Some(true);
+    dense.quantization_config = Some(
+        serde_json::from_value(serde_json::json!(
+            {"scalar": {"type": "int8", "quantile": 0.99, "always_ram": true}}
+        ))
+        .unwrap(),
+    );
+    let shard = qdrant_edge::EdgeShard::load(&dir, Some(config)).unwrap();
+    let rebuilt = shard.optimize().unwrap();
+    shard.flush();
+    let info = shard.info();
+    eprintln!(
+        "quantized: rebuilt {rebuilt}, {} points, {} indexed vectors, {} segments",
+        info.points_count, info.indexed_vectors_count, info.segments_count
+    );
+    assert!(rebuilt, "the optimiser rebuilt nothing");
+}
