@@ -224,7 +224,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Bench { .. } | Command::Eval(_) | Command::Serve {} => {
+        Command::Bench { .. }
+        | Command::Eval(_)
+        | Command::Serve {}
+        | Command::CheckConfig { .. } => {
             unreachable!("handled before the store is opened")
         }
     }
