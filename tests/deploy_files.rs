@@ -460,11 +460,7 @@ fn compose_runs_lore_beside_a_qdrant_server() {
 
 #[test]
 fn docker_compose_validates_the_file_when_available() {
-    let available = Command::new("docker")
-        .args(["compose", "version"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !available {
+    if !available("docker", &["compose", "version"]) {
         eprintln!(
             "docker compose is not installed here: deploy/docker-compose.yml was checked structurally only"
         );
@@ -955,6 +951,73 @@ fn systemd_unit_is_hardened_and_its_settings_load() {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
     assert_settings_load("systemd lore.service", &embedded, &env);
+}
+
+/// `true` when `program` runs here (optional tools: the check runs where they are installed).
+fn available(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn kustomize_renders_every_object_into_the_namespace_when_available() {
+    if !available("kubectl", &["version", "--client"]) {
+        eprintln!("kubectl is not installed here: deploy/k8s was checked structurally only");
+        return;
+    }
+    let out = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(deploy("k8s"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl kustomize: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rendered = String::from_utf8(out.stdout).unwrap();
+    let mut count = 0;
+    for doc in serde_yaml_ng::Deserializer::from_str(&rendered) {
+        let object = <Value as serde::Deserialize>::deserialize(doc).unwrap();
+        count += 1;
+        if object["kind"].as_str() != Some("Namespace") {
+            assert_eq!(
+                object["metadata"]["namespace"].as_str(),
+                Some("lore"),
+                "{:?}",
+                object["metadata"]["name"]
+            );
+        }
+    }
+    assert_eq!(count, K8s::load().objects.len());
+}
+
+#[test]
+fn systemd_analyze_accepts_the_unit_when_available() {
+    if !available("systemd-analyze", &["--version"]) {
+        eprintln!("systemd-analyze is not installed here: the unit was checked as text only");
+        return;
+    }
+    // verify insists that ExecStart's binary exists: point it at the one cargo built.
+    let dir = tempfile::tempdir().unwrap();
+    let unit = dir.path().join("lore.service");
+    std::fs::write(
+        &unit,
+        read(&deploy("systemd/lore.service"))
+            .replace("/usr/local/bin/lore", env!("CARGO_BIN_EXE_lore")),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // It reports unknown keys and bad values as warnings naming the file, with exit code 0.
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("lore.service"), "{stderr}");
 }
 
 // ---------------------------------------------------------------------------------------
