@@ -113,10 +113,21 @@ pub enum Command {
         #[arg(long, default_value_t = 256)]
         batch: usize,
     },
+    /// Check that settings files load (built-in defaults, then FILE, then LORE_* environment,
+    /// as every command loads them); prints OK or the error naming the key, per file.
+    CheckConfig {
+        /// Files to check one by one; none checks --config (or the defaults alone).
+        #[arg(value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
 }
 
 /// Runs one command.
 pub async fn run(cli: Cli) -> Result<()> {
+    // Before the settings are loaded below: checking them must not depend on them loading.
+    if let Command::CheckConfig { files } = &cli.command {
+        return check_config(cli.config.as_deref(), files);
+    }
     let mut settings = Settings::load(cli.config.as_deref(), std::env::vars())?;
     if let Some(dir) = cli.data_dir {
         settings.store.data_dir = dir;
@@ -227,7 +238,11 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Bench { .. } | Command::Eval(_) | Command::Serve {} | Command::Migrate { .. } => {
+        Command::Bench { .. }
+        | Command::Eval(_)
+        | Command::Serve {}
+        | Command::Migrate { .. }
+        | Command::CheckConfig { .. } => {
             unreachable!("handled before the store is opened")
         }
     }
@@ -386,6 +401,34 @@ fn print_hits(retrieval: &Retrieval, query: Option<usize>, json: bool) -> Result
     }
     if !json && retrieval.hits.is_empty() {
         writeln!(out, "no results")?;
+    }
+    Ok(())
+}
+
+/// `lore check-config`: loads each file exactly as `--config FILE` would, with the process
+/// environment on top, and reports every file rather than stopping at the first bad one.
+fn check_config(config: Option<&std::path::Path>, files: &[PathBuf]) -> Result<()> {
+    let files: Vec<Option<&std::path::Path>> = if files.is_empty() {
+        vec![config]
+    } else {
+        files.iter().map(|f| Some(f.as_path())).collect()
+    };
+    let mut failed = 0;
+    for file in &files {
+        let name = file.map_or_else(
+            || "built-in defaults".to_owned(),
+            |f| f.display().to_string(),
+        );
+        match Settings::load(*file, std::env::vars()) {
+            Ok(_) => println!("{name}: OK"),
+            Err(e) => {
+                failed += 1;
+                println!("{name}: {e}");
+            }
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} settings files did not load", files.len());
     }
     Ok(())
 }
