@@ -25,7 +25,11 @@ pub fn definitions() -> Vec<CreateCommand> {
             .add_option(text("text", "Text to remember", false)),
         CreateCommand::new("forget")
             .description("Remove a source from the team's knowledge (admins)")
-            .add_option(text("source", "The source's name, as /sources lists it", true)),
+            .add_option(text(
+                "source",
+                "The source's name, as /sources lists it",
+                true,
+            )),
         CreateCommand::new("sources").description("List what I know in this server"),
         CreateCommand::new("reset").description("Forget our conversation in this channel"),
         CreateCommand::new("stats").description("Knowledge, quota and memory figures"),

@@ -12,9 +12,8 @@ use lore_chat::{
     ReplySink, SlashCommand,
 };
 use serenity::all::{
-    ApplicationFlags, ChannelId, Command, CommandInteraction, Context, EventHandler, GuildId,
-    Http, Interaction, Message, MessageId, MessageUpdateEvent, Permissions, Ready, RoleId, User,
-    UserId,
+    ApplicationFlags, ChannelId, Command, CommandInteraction, Context, EventHandler, GuildId, Http,
+    Interaction, Message, MessageId, MessageUpdateEvent, Permissions, Ready, RoleId, User, UserId,
 };
 
 use crate::DiscordSettings;
@@ -138,7 +137,12 @@ impl Handler {
         author
     }
 
-    fn history(&self, http: &Arc<Http>, channel: ChannelId, guild: Option<GuildId>) -> Arc<dyn ChannelHistory> {
+    fn history(
+        &self,
+        http: &Arc<Http>,
+        channel: ChannelId,
+        guild: Option<GuildId>,
+    ) -> Arc<dyn ChannelHistory> {
         let bot = self.bot.clone();
         let downloads = self.downloads.clone();
         let map: MessageMapper = Arc::new(move |m: &Message| {
@@ -164,7 +168,9 @@ impl Handler {
                 .map(|c| c.len()),
         };
         match result {
-            Ok(n) => tracing::info!(commands = n, guild = ?self.command_guild, "discord: slash commands registered"),
+            Ok(n) => {
+                tracing::info!(commands = n, guild = ?self.command_guild, "discord: slash commands registered")
+            }
             Err(e) => {
                 self.commands_registered.store(false, Ordering::SeqCst);
                 tracing::warn!(error = %e, "discord: slash commands not registered; retrying at the next READY");
@@ -181,7 +187,12 @@ impl Handler {
         let command = Arc::new(command);
         let guild = command.guild_id;
         let (user, nick, roles, permissions) = match &command.member {
-            Some(m) => (&m.user, m.nick.as_deref(), m.roles.as_slice(), m.permissions),
+            Some(m) => (
+                &m.user,
+                m.nick.as_deref(),
+                m.roles.as_slice(),
+                m.permissions,
+            ),
             None => (&command.user, None, &[][..], None),
         };
         let author = self
@@ -298,11 +309,19 @@ fn past_message(
         kind: EventKind::Posted,
         author: Author {
             id: m.author.id.get().to_string(),
-            name: m.author.global_name.clone().unwrap_or_else(|| m.author.name.clone()),
+            name: m
+                .author
+                .global_name
+                .clone()
+                .unwrap_or_else(|| m.author.name.clone()),
             ..Default::default()
         },
         text,
-        attachments: m.attachments.iter().map(|a| attachment(a, client)).collect(),
+        attachments: m
+            .attachments
+            .iter()
+            .map(|a| attachment(a, client))
+            .collect(),
         addressing: Addressing {
             mentioned,
             ..Default::default()
@@ -463,9 +482,7 @@ impl EventHandler for Handler {
                 .collect(),
             addressing: Addressing::default(),
             permalink: Some(permalink(guild, update.channel_id, update.id)),
-            timestamp: update
-                .timestamp
-                .and_then(|t| t.to_rfc3339()),
+            timestamp: update.timestamp.and_then(|t| t.to_rfc3339()),
         };
         let sink = Arc::new(ChannelSink::new(
             ctx.http.clone(),

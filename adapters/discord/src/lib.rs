@@ -114,7 +114,9 @@ impl DiscordSettings {
 
 /// The gateway intents lore asks for: guild and direct messages, and their text.
 pub fn intents() -> GatewayIntents {
-    GatewayIntents::GUILD_MESSAGES | GatewayIntents::MESSAGE_CONTENT | GatewayIntents::DIRECT_MESSAGES
+    GatewayIntents::GUILD_MESSAGES
+        | GatewayIntents::MESSAGE_CONTENT
+        | GatewayIntents::DIRECT_MESSAGES
 }
 
 /// Connects to Discord with `token` and feeds every event to `handler` until `shutdown`
@@ -200,6 +202,11 @@ mod tests {
             shards: "9/8".into(),
             ..Default::default()
         };
-        assert!(bad.shard_range().unwrap_err().to_string().contains("discord.shards"));
+        assert!(
+            bad.shard_range()
+                .unwrap_err()
+                .to_string()
+                .contains("discord.shards")
+        );
     }
 }
