@@ -68,7 +68,7 @@ fn discord_surface(ctx: &Arc<ServeContext>) -> Result<Option<Surface>> {
     let running = async move {
         let stop = async move { shutdown.cancelled().await };
         lore_discord::run(settings, token, handler, shards, stop).await?;
-        Ok(())
+        Ok::<(), anyhow::Error>(())
     };
     Ok(Some(("discord", Box::pin(running))))
 }

@@ -34,6 +34,7 @@ const TEA: &str = "# Tea\n\n## Oolong\n\nOolong is a partly oxidised tea, grown 
 struct Bot {
     fake: FakeDiscord,
     app: Arc<App>,
+    engine: Engine,
     stop: Option<oneshot::Sender<()>>,
     running: tokio::task::JoinHandle<Result<(), lore_discord::DiscordError>>,
     _data: tempfile::TempDir,
@@ -69,6 +70,7 @@ impl Bot {
         settings.bot.questions_per_channel_per_minute = 1000;
         let app = Arc::new(App::open(settings).await.unwrap());
         let engine = Engine::open(app.clone()).unwrap();
+        let handler = Arc::new(engine.clone());
         let discord = DiscordSettings {
             api_base: Some(fake.api_base.clone()),
             admin_roles: vec!["Librarian".into()],
@@ -78,7 +80,7 @@ impl Bot {
         let running = tokio::spawn(lore_discord::run(
             discord,
             "test-token".into(),
-            Arc::new(engine),
+            handler,
             None,
             async move {
                 let _ = stopped.await;
@@ -88,19 +90,31 @@ impl Bot {
         Self {
             fake,
             app,
+            engine,
             stop: Some(stop),
             running,
             _data: data,
         }
     }
 
-    /// Stops the client and checks it ended cleanly.
+    /// Stops the client, checks it ended cleanly, and closes the core before its data
+    /// directory goes away.
     async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         let ended = tokio::time::timeout(Duration::from_secs(60), self.running)
             .await
             .expect("the client stops when asked");
         ended.unwrap().unwrap();
+        // serenity's shard tasks let go of the handler (and with it the core) shortly after.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while Arc::strong_count(self.engine.core()) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.engine.shutdown().await.unwrap();
+        self.app.store.commit().await.unwrap();
+        drop(self.engine);
+        drop(self.app);
+        drop(self._data);
     }
 
     /// Waits for the bot's complete answer to message `question` in `channel`: every part
@@ -521,7 +535,7 @@ async fn long_answers_are_split_at_2000_characters_and_mention_nobody() {
         Some(GUILD_A),
         GENERAL_A,
         &bob,
-        &mention("Tell me everything about oolong"),
+        &mention("Where is oolong grown?"),
         vec![],
         None,
     );
@@ -673,7 +687,10 @@ fn serve(
     shards: &str,
 ) -> (Child, std::path::PathBuf) {
     let log = data.join(format!("{token}.log"));
-    let child = Command::new(env!("CARGO_BIN_EXE_lore"))
+    // LORE_TEST_BINARY: worktrees that share one target directory overwrite each other's
+    // target/release/lore, so a developer can point the test at a copy of their own build.
+    let binary = std::env::var("LORE_TEST_BINARY").unwrap_or(env!("CARGO_BIN_EXE_lore").into());
+    let child = Command::new(binary)
         .args(["serve", "--discord-shards", shards])
         .env("LORE_STORE__DATA_DIR", data)
         .env("LORE_EMBEDDING__PROVIDER", "none")

@@ -568,7 +568,7 @@ async fn gateway_connection(shared: Arc<Shared>, stream: tokio::net::TcpStream, 
                         return None;
                     };
                     for (seq, kind, d) in session.log.iter().filter(|(q, _, _)| *q > after) {
-                        let _ = tx.send(frame(0, Some(*seq), Some(kind), d.clone()));
+                        let _ = tx.send(frame(0, Some(*seq), Some(kind.as_str()), d.clone()));
                     }
                     session.seq += 1;
                     let _ = tx.send(frame(0, Some(session.seq), Some("RESUMED"), json!({})));

@@ -18,7 +18,7 @@ use serenity::all::{
 
 use crate::DiscordSettings;
 use crate::commands;
-use crate::sink::{self, CdnFile, ChannelSink, History, InteractionSink, MessageMapper};
+use crate::sink::{CdnFile, ChannelSink, History, InteractionSink, MessageMapper};
 
 const PLATFORM: &str = "discord";
 /// How long a guild's roles are trusted before they are read again.

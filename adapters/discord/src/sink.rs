@@ -10,7 +10,7 @@ use lore_chat::{ChannelHistory, ChatError, Download, HistoryPage, MessageHandle,
 use serenity::all::{
     ChannelId, CommandInteraction, CreateAllowedMentions, CreateInteractionResponseFollowup,
     CreateMessage, EditInteractionResponse, EditMessage, GetMessages, Http, MessageId,
-    MessageReference, UserId,
+    MessageReference,
 };
 
 /// Discord's message length limit, in characters.
@@ -313,6 +313,3 @@ impl Download for CdnFile {
         Ok(bytes)
     }
 }
-
-/// The bot's own user id, once READY told it.
-pub type BotId = Arc<std::sync::OnceLock<UserId>>;
