@@ -132,10 +132,15 @@ impl Bot {
 
     /// Waits for the completed response of the interaction with `token`.
     async fn response_to(&self, token: &str) -> Vec<Posted> {
+        self.response_until(token, finished).await
+    }
+
+    /// Waits until the last part of the interaction's response satisfies `done`.
+    async fn response_until(&self, token: &str, done: fn(&Posted) -> bool) -> Vec<Posted> {
         self.fake
             .wait_for(&format!("the response to {token}"), |s| {
                 let parts = s.interaction_messages(token);
-                finished(parts.last()?).then_some(parts)
+                done(parts.last()?).then_some(parts)
             })
             .await
     }
@@ -279,6 +284,49 @@ async fn mentions_slash_commands_admins_and_knowledge_channels() {
         callbacks.iter().all(|(_, kind)| *kind == 5),
         "{callbacks:?}"
     );
+    let token = fake.slash(GUILD_A, GENERAL_A, &bob, 0, "sources", vec![], vec![]);
+    let reply = bot.response_until(&token, |m| !m.content.is_empty()).await;
+    assert!(reply[0].content.contains("tea.md"), "{reply:?}");
+
+    // Type and size are checked before anything is downloaded.
+    let mut big = fake.add_file("big.md", b"# big", "text/markdown");
+    big["size"] = json!(200 << 20);
+    let tool = fake.add_file("tool.exe", b"MZ", "application/octet-stream");
+    let options = vec![option("file", big["id"].clone(), 11)];
+    let token = fake.slash(
+        GUILD_A,
+        GENERAL_A,
+        &alice,
+        MANAGE_GUILD,
+        "ingest",
+        options,
+        vec![big],
+    );
+    let reply = bot.response_to(&token).await;
+    assert!(reply[0].content.contains("larger than"), "{reply:?}");
+    let options = vec![option("file", tool["id"].clone(), 11)];
+    let token = fake.slash(
+        GUILD_A,
+        GENERAL_A,
+        &alice,
+        MANAGE_GUILD,
+        "ingest",
+        options,
+        vec![tool],
+    );
+    let reply = bot.response_to(&token).await;
+    assert!(
+        reply[0].content.contains("not a supported file type"),
+        "{reply:?}"
+    );
+    let fetched = fake.seen(|s| s.requests.clone());
+    assert!(
+        fetched
+            .iter()
+            .all(|r| !r.contains("big.md") && !r.contains("tool.exe")),
+        "{fetched:?}"
+    );
+    assert!(fetched.iter().any(|r| r == "GET /attachments/tea.md"));
 
     // A mention is answered as a reply, with sources, and the typing indicator shows.
     let question = fake.post(
@@ -296,7 +344,15 @@ async fn mentions_slash_commands_admins_and_knowledge_channels() {
         text.contains("Sources:") && text.contains("tea.md"),
         "{text}"
     );
-    assert!(fake.seen(|s| s.typing.contains(&GENERAL_A)));
+    // The typing indicator went out before the answer.
+    let requests = fake.seen(|s| s.requests.clone());
+    let typing = requests
+        .iter()
+        .position(|r| *r == format!("POST /api/v10/channels/{GENERAL_A}/typing"));
+    let reply = requests
+        .iter()
+        .position(|r| *r == format!("POST /api/v10/channels/{GENERAL_A}/messages"));
+    assert!(typing.is_some() && typing < reply, "{requests:?}");
 
     // A reply to the bot's answer is addressed too.
     let follow = fake.post(
@@ -338,7 +394,7 @@ async fn mentions_slash_commands_admins_and_knowledge_channels() {
         reply[0].content.contains("Fujian") && reply[0].content.contains("Sources:"),
         "{reply:?}"
     );
-    assert_eq!(fake.seen(|s| s.callbacks.len()), 3);
+    assert_eq!(fake.seen(|s| s.callbacks.len()), 6);
     assert!(fake.seen(|s| {
         s.bot_messages(GENERAL_A)
             .iter()
@@ -469,6 +525,21 @@ async fn mentions_slash_commands_admins_and_knowledge_channels() {
         .unwrap();
     assert!(b.hits.is_empty(), "{:?}", b.hits.len());
 
+    // /forget removes a source, for admins.
+    let token = fake.slash(
+        GUILD_A,
+        GENERAL_A,
+        &alice,
+        MANAGE_GUILD,
+        "forget",
+        vec![option("source", json!("tea.md"), 3)],
+        vec![],
+    );
+    let reply = bot.response_until(&token, |m| !m.content.is_empty()).await;
+    assert!(reply[0].content.contains("Forgot tea.md"), "{reply:?}");
+    bot.search_until(&GUILD_A.to_string(), "oolong Fujian", "Fujian", false)
+        .await;
+
     assert_no_mentions_allowed(&fake.seen(|s| s.posted.clone()));
     bot.stop().await;
 }
@@ -571,6 +642,34 @@ async fn long_answers_are_split_at_2000_characters_and_mention_nobody() {
     }
     assert!(text.contains("@\u{200B}everyone"), "{text}");
     assert!(parts.last().unwrap().content.contains("Sources:"));
+
+    // Through /ask: the deferred response holds the first part, follow-ups the rest.
+    let token = bot.fake.slash(
+        GUILD_A,
+        13,
+        &bob,
+        0,
+        "ask",
+        vec![option("question", json!("Where is oolong grown?"), 3)],
+        vec![],
+    );
+    let parts = bot
+        .response_until(&token, |m| m.content.contains("Sources:"))
+        .await;
+    assert!(parts.len() >= 3, "{} parts", parts.len());
+    assert!(
+        parts
+            .iter()
+            .flat_map(|p| &p.versions)
+            .all(|v| v.chars().count() <= 2000)
+    );
+    let followups = bot.fake.seen(|s| {
+        s.requests
+            .iter()
+            .filter(|r| r.starts_with("POST /api/v10/webhooks/"))
+            .count()
+    });
+    assert_eq!(followups, parts.len() - 1);
     assert_no_mentions_allowed(&bot.fake.seen(|s| s.posted.clone()));
     bot.stop().await;
 }
@@ -669,6 +768,51 @@ async fn survives_malformed_events_refusals_and_a_dropped_gateway() {
     );
     assert!(fake.seen(|s| s.bot_messages(forbidden).is_empty()));
     bot.stop().await;
+}
+
+/// A core that must never be reached.
+struct NoEvents;
+
+impl lore_chat::ChatHandler for NoEvents {
+    fn submit(
+        &self,
+        event: lore_chat::IncomingEvent,
+        _: Arc<dyn lore_chat::ReplySink>,
+    ) -> lore_chat::Handled {
+        panic!("no event expected, got {event:?}")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_message_content_intent_stops_with_a_clear_error() {
+    let fake = FakeDiscord::start(1).await;
+    fake.deny_intents();
+    let settings = DiscordSettings {
+        api_base: Some(fake.api_base.clone()),
+        ..Default::default()
+    };
+    let run = lore_discord::run(
+        settings,
+        "test-token".into(),
+        Arc::new(NoEvents),
+        None,
+        std::future::pending(),
+    );
+    let error = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the client gives up")
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            lore_discord::DiscordError::MessageContentIntentDenied
+        ),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("Message Content Intent"),
+        "{error}"
+    );
 }
 
 #[test]

@@ -80,6 +80,9 @@ pub struct Seen {
     forbidden: HashSet<u64>,
     /// Every REST request: "METHOD path".
     pub requests: Vec<String>,
+    /// Close every IDENTIFY with 4014 Disallowed intents, as Discord does when the
+    /// privileged Message Content intent is not enabled.
+    deny_intents: bool,
 }
 
 impl Seen {
@@ -300,6 +303,11 @@ impl FakeDiscord {
     /// Replies (messages with a reference) in `channel` get 400, as for a deleted message.
     pub fn refuse_replies_in(&self, channel: u64) {
         self.shared.update(|s| s.refuse_replies.insert(channel));
+    }
+
+    /// Refuses the gateway intents at IDENTIFY (close code 4014).
+    pub fn deny_intents(&self) {
+        self.shared.update(|s| s.deny_intents = true);
     }
 
     /// Every message in `channel` gets 403 Missing Permissions.
@@ -531,6 +539,14 @@ async fn gateway_connection(shared: Arc<Shared>, stream: tokio::net::TcpStream, 
                 let d = &payload["d"];
                 let shard = d["shard"][0].as_u64().unwrap_or(0) as u32;
                 let total = d["shard"][1].as_u64().unwrap_or(1) as u32;
+                if shared.update(|s| s.deny_intents) {
+                    let close = tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                        code: 4014.into(),
+                        reason: "Disallowed intent(s).".into(),
+                    };
+                    let _ = tx.send(Ws::Close(Some(close)));
+                    continue;
+                }
                 shard_of_conn = Some(shard);
                 shared.update(|s| {
                     s.identifies.push((shard, total));

@@ -21,6 +21,8 @@ use crate::commands;
 use crate::sink::{CdnFile, ChannelSink, History, InteractionSink, MessageMapper};
 
 const PLATFORM: &str = "discord";
+/// How often the typing indicator is renewed while an answer is in the making.
+const TYPING_RENEWAL: Duration = Duration::from_secs(8);
 /// How long a guild's roles are trusted before they are read again.
 const ROLES_TTL: Duration = Duration::from_secs(300);
 
@@ -427,13 +429,27 @@ impl EventHandler for Handler {
             addressed.then_some(msg.id),
             self.history(&ctx.http, msg.channel_id, guild),
         ));
+        if addressed {
+            // Typing shows before the answer starts; a failure only costs the indicator.
+            if let Err(e) = ctx.http.broadcast_typing(msg.channel_id).await {
+                tracing::debug!(channel = %msg.channel_id, error = %e, "typing indicator refused");
+            }
+        }
         let handled = self.core.submit(event, sink);
         if addressed {
-            // Typing until the core is done; serenity repeats it every few seconds.
-            let typing = msg.channel_id.start_typing(&ctx.http);
+            // Discord shows typing for about 10 s; renew it until the core is done.
+            let http = ctx.http.clone();
+            let channel = msg.channel_id;
             tokio::spawn(async move {
-                let _ = handled.await;
-                typing.stop();
+                tokio::pin!(handled);
+                loop {
+                    tokio::select! {
+                        _ = &mut handled => return,
+                        () = tokio::time::sleep(TYPING_RENEWAL) => {
+                            let _ = http.broadcast_typing(channel).await;
+                        }
+                    }
+                }
             });
         }
     }
