@@ -42,6 +42,10 @@ struct Bot {
 
 impl Bot {
     async fn start(llm: Option<&str>) -> Self {
+        Self::start_with(llm, false).await
+    }
+
+    async fn start_with(llm: Option<&str>, answer_in_thread: bool) -> Self {
         let fake = FakeDiscord::start(1).await;
         let data = tempfile::tempdir().unwrap();
         let mut pairs = vec![
@@ -74,6 +78,7 @@ impl Bot {
         let discord = DiscordSettings {
             api_base: Some(fake.api_base.clone()),
             admin_roles: vec!["Librarian".into()],
+            answer_in_thread,
             ..Default::default()
         };
         let (stop, stopped) = oneshot::channel::<()>();
@@ -767,6 +772,70 @@ async fn survives_malformed_events_refusals_and_a_dropped_gateway() {
         "resumed, not re-identified"
     );
     assert!(fake.seen(|s| s.bot_messages(forbidden).is_empty()));
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn answers_in_a_thread_when_configured() {
+    let bot = Bot::start_with(None, true).await;
+    let docs = tempfile::tempdir().unwrap();
+    bot.app
+        .ingestor
+        .ingest(&[ingest_tea(docs.path())], &GUILD_A.to_string(), false)
+        .await
+        .unwrap();
+    let fake = &bot.fake;
+    let bob = User::new(102, "bob");
+    let question = fake.post(
+        Some(GUILD_A),
+        GENERAL_A,
+        &bob,
+        &mention("Where is oolong grown?"),
+        vec![],
+        None,
+    );
+    let (thread, parent, starter, name) = fake
+        .wait_for("a thread", |s| s.threads.first().cloned())
+        .await;
+    assert_eq!((parent, starter), (GENERAL_A, question));
+    assert_eq!(name, "Where is oolong grown?");
+    let answer = fake
+        .wait_for("the answer in the thread", |s| {
+            let m = s.bot_messages(thread);
+            (!m.is_empty() && finished(m.last().unwrap())).then_some(m)
+        })
+        .await;
+    assert!(answer[0].content.contains("Fujian"), "{answer:?}");
+    assert!(fake.seen(|s| s.bot_messages(GENERAL_A).is_empty()));
+
+    // A follow-up inside the thread is answered there; no second thread.
+    let follow = fake.post(
+        Some(GUILD_A),
+        thread,
+        &bob,
+        &mention("And which green teas are famous?"),
+        vec![],
+        None,
+    );
+    let answer = bot.answer_to(thread, follow).await;
+    assert!(
+        answer.iter().any(|m| m.content.contains("Longjing")),
+        "{answer:?}"
+    );
+    assert_eq!(fake.seen(|s| s.threads.len()), 1);
+
+    // Where Discord refuses a thread, the answer is a reply in the channel.
+    fake.refuse_threads_in(GENERAL_B);
+    let question = fake.post(
+        Some(GUILD_A),
+        GENERAL_B,
+        &bob,
+        &mention("Where is oolong grown?"),
+        vec![],
+        None,
+    );
+    let answer = bot.answer_to(GENERAL_B, question).await;
+    assert!(answer[0].content.contains("Fujian"), "{answer:?}");
     bot.stop().await;
 }
 

@@ -83,6 +83,11 @@ pub struct Seen {
     /// Close every IDENTIFY with 4014 Disallowed intents, as Discord does when the
     /// privileged Message Content intent is not enabled.
     deny_intents: bool,
+    /// Threads the bot opened: (thread, parent channel, starter message, name).
+    pub threads: Vec<(u64, u64, u64, String)>,
+    /// Channels where threads cannot be opened (400, as inside a thread).
+    no_threads: HashSet<u64>,
+    channel_guild: HashMap<u64, u64>,
 }
 
 impl Seen {
@@ -210,6 +215,10 @@ impl FakeDiscord {
                 patch(edit_message),
             )
             .route("/channels/{channel}/typing", post(typing))
+            .route(
+                "/channels/{channel}/messages/{message}/threads",
+                post(create_thread),
+            )
             .route("/interactions/{id}/{token}/callback", post(callback))
             .route(
                 "/webhooks/{app}/{token}/messages/@original",
@@ -305,6 +314,11 @@ impl FakeDiscord {
         self.shared.update(|s| s.refuse_replies.insert(channel));
     }
 
+    /// Refuses to open threads in `channel`.
+    pub fn refuse_threads_in(&self, channel: u64) {
+        self.shared.update(|s| s.no_threads.insert(channel));
+    }
+
     /// Refuses the gateway intents at IDENTIFY (close code 4014).
     pub fn deny_intents(&self) {
         self.shared.update(|s| s.deny_intents = true);
@@ -357,6 +371,7 @@ impl FakeDiscord {
             }
             s.history.entry(channel).or_default().push(m.clone());
             if let Some(g) = guild {
+                s.channel_guild.insert(channel, g);
                 m["guild_id"] = json!(g.to_string());
                 m["member"] = json!({"roles": author.roles.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
                                      "joined_at": TIMESTAMP, "deaf": false, "mute": false, "flags": 0});
@@ -947,5 +962,38 @@ async fn cdn_file(State(shared): State<Arc<Shared>>, Path(name): Path<String>) -
     match shared.seen.lock().unwrap().files.get(&name) {
         Some(bytes) => bytes.clone().into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn create_thread(
+    State(shared): State<Arc<Shared>>,
+    Path((channel, message)): Path<(u64, u64)>,
+    Json(body): Json<Value>,
+) -> Response {
+    let name = body["name"].as_str().unwrap_or_default().to_owned();
+    let created = shared.update(|s| {
+        if s.no_threads.contains(&channel) {
+            return None;
+        }
+        let id = s.id();
+        let guild = s.channel_guild.get(&channel).copied().unwrap_or(0);
+        s.channel_guild.insert(id, guild);
+        s.threads.push((id, channel, message, name.clone()));
+        Some(json!({
+            "id": id.to_string(), "type": 11, "guild_id": guild.to_string(), "name": name,
+            "parent_id": channel.to_string(), "owner_id": BOT_ID.to_string(),
+            "permission_overwrites": [], "position": 0, "nsfw": false, "flags": 0,
+            "available_tags": [], "applied_tags": [], "rate_limit_per_user": 0,
+            "thread_metadata": {"archived": false, "auto_archive_duration": 1440,
+                                "archive_timestamp": TIMESTAMP, "locked": false}
+        }))
+    });
+    match created {
+        Some(thread) => Json(thread).into_response(),
+        None => discord_error(
+            StatusCode::BAD_REQUEST,
+            50024,
+            "Cannot execute action on this channel type",
+        ),
     }
 }

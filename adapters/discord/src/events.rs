@@ -12,8 +12,9 @@ use lore_chat::{
     ReplySink, SlashCommand,
 };
 use serenity::all::{
-    ApplicationFlags, ChannelId, Command, CommandInteraction, Context, EventHandler, GuildId, Http,
-    Interaction, Message, MessageId, MessageUpdateEvent, Permissions, Ready, RoleId, User, UserId,
+    ApplicationFlags, AutoArchiveDuration, ChannelId, Command, CommandInteraction, Context,
+    CreateThread, EventHandler, GuildId, Http, Interaction, Message, MessageId, MessageUpdateEvent,
+    Permissions, Ready, RoleId, User, UserId,
 };
 
 use crate::DiscordSettings;
@@ -43,7 +44,13 @@ pub struct Handler {
     downloads: reqwest::Client,
     /// Guild messages seen with no text at all (a sign the Message Content intent is off).
     empty_messages: AtomicUsize,
+    /// Threads the bot opened for answers → their parent channel, so a follow-up in the
+    /// thread continues the same conversation.
+    threads: Mutex<HashMap<ChannelId, ChannelId>>,
 }
+
+/// Threads remembered at most; older ones then start fresh conversations.
+const MAX_THREADS: usize = 10_000;
 
 impl Handler {
     pub fn new(
@@ -60,6 +67,44 @@ impl Handler {
             roles: Mutex::default(),
             downloads: reqwest::Client::new(),
             empty_messages: AtomicUsize::new(0),
+            threads: Mutex::default(),
+        }
+    }
+
+    /// The conversation's channel and thread: a thread the bot opened for an answer belongs
+    /// to its parent channel's conversation.
+    fn conversation_channel(&self, channel: ChannelId) -> (ChannelId, Option<ChannelId>) {
+        match self.threads.lock().expect("not poisoned").get(&channel) {
+            Some(parent) => (*parent, Some(channel)),
+            None => (channel, None),
+        }
+    }
+
+    /// Opens a thread on the question for its answer; None (answer in the channel) when
+    /// Discord refuses, e.g. because the question already is in a thread.
+    async fn open_thread(&self, http: &Http, msg: &Message, question: &str) -> Option<ChannelId> {
+        let mut name: String = question.chars().take(90).collect();
+        if name.trim().is_empty() {
+            name = "Question".into();
+        }
+        let thread = CreateThread::new(name).auto_archive_duration(AutoArchiveDuration::OneDay);
+        match msg
+            .channel_id
+            .create_thread_from_message(http, msg.id, thread)
+            .await
+        {
+            Ok(thread) => {
+                let mut threads = self.threads.lock().expect("not poisoned");
+                if threads.len() >= MAX_THREADS {
+                    threads.clear();
+                }
+                threads.insert(thread.id, msg.channel_id);
+                Some(thread.id)
+            }
+            Err(e) => {
+                tracing::debug!(channel = %msg.channel_id, error = %e, "no thread for the answer; replying in the channel");
+                None
+            }
         }
     }
 
@@ -405,11 +450,24 @@ impl EventHandler for Handler {
                 ..Default::default()
             }
         };
+        let (channel, mut thread) = self.conversation_channel(msg.channel_id);
+        let (mut reply_channel, mut reply_to) = (msg.channel_id, addressed.then_some(msg.id));
+        if addressed
+            && guild.is_some()
+            && thread.is_none()
+            && self.settings.answer_in_thread
+            && let Some(opened) = self.open_thread(&ctx.http, &msg, &text).await
+        {
+            thread = Some(opened);
+            reply_channel = opened;
+            // The thread starts from the question, so the answer needs no reference.
+            reply_to = None;
+        }
         let event = IncomingEvent {
             platform: PLATFORM.into(),
             tenant: tenant(guild, msg.author.id),
-            channel: msg.channel_id.get().to_string(),
-            thread: None,
+            channel: channel.get().to_string(),
+            thread: thread.map(|t| t.get().to_string()),
             message_id: msg.id.get().to_string(),
             kind: EventKind::Posted,
             author,
@@ -425,28 +483,27 @@ impl EventHandler for Handler {
         };
         let sink: Arc<dyn ReplySink> = Arc::new(ChannelSink::new(
             ctx.http.clone(),
-            msg.channel_id,
-            addressed.then_some(msg.id),
-            self.history(&ctx.http, msg.channel_id, guild),
+            reply_channel,
+            reply_to,
+            self.history(&ctx.http, channel, guild),
         ));
         if addressed {
             // Typing shows before the answer starts; a failure only costs the indicator.
-            if let Err(e) = ctx.http.broadcast_typing(msg.channel_id).await {
-                tracing::debug!(channel = %msg.channel_id, error = %e, "typing indicator refused");
+            if let Err(e) = ctx.http.broadcast_typing(reply_channel).await {
+                tracing::debug!(channel = %reply_channel, error = %e, "typing indicator refused");
             }
         }
         let handled = self.core.submit(event, sink);
         if addressed {
             // Discord shows typing for about 10 s; renew it until the core is done.
             let http = ctx.http.clone();
-            let channel = msg.channel_id;
             tokio::spawn(async move {
                 tokio::pin!(handled);
                 loop {
                     tokio::select! {
                         _ = &mut handled => return,
                         () = tokio::time::sleep(TYPING_RENEWAL) => {
-                            let _ = http.broadcast_typing(channel).await;
+                            let _ = http.broadcast_typing(reply_channel).await;
                         }
                     }
                 }
@@ -469,6 +526,7 @@ impl EventHandler for Handler {
             return;
         }
         let guild = update.guild_id;
+        let (conversation, thread) = self.conversation_channel(update.channel_id);
         let (text, _) = strip_mention(content, self.bot.get().copied());
         let nick = update
             .member
@@ -478,8 +536,8 @@ impl EventHandler for Handler {
         let event = IncomingEvent {
             platform: PLATFORM.into(),
             tenant: tenant(guild, user.id),
-            channel: update.channel_id.get().to_string(),
-            thread: None,
+            channel: conversation.get().to_string(),
+            thread: thread.map(|t| t.get().to_string()),
             message_id: update.id.get().to_string(),
             kind: EventKind::Edited,
             author: Author {
@@ -520,10 +578,12 @@ impl EventHandler for Handler {
         let Some(guild) = guild else {
             return;
         };
+        let (conversation, thread) = self.conversation_channel(channel);
         let event = IncomingEvent {
             platform: PLATFORM.into(),
             tenant: guild.get().to_string(),
-            channel: channel.get().to_string(),
+            channel: conversation.get().to_string(),
+            thread: thread.map(|t| t.get().to_string()),
             message_id: message.get().to_string(),
             kind: EventKind::Deleted,
             permalink: Some(permalink(Some(guild), channel, message)),

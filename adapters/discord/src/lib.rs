@@ -30,6 +30,9 @@ pub struct DiscordSettings {
     /// Register slash commands in this guild only (instant), instead of globally.
     #[serde(default)]
     pub guild_id: Option<String>,
+    /// Answer a mention in a new thread started from the question.
+    #[serde(default)]
+    pub answer_in_thread: bool,
 }
 
 /// Why the Discord surface could not start or stopped.
