@@ -739,6 +739,26 @@ async fn survives_malformed_events_refusals_and_a_dropped_gateway() {
     assert!(plain.iter().all(|m| m.reply_to.is_none()), "{plain:?}");
     let _ = question;
 
+    // A 429 is waited out and the answer still arrives.
+    let limited = 33;
+    fake.rate_limit_once(limited);
+    let question = fake.post(
+        Some(GUILD_A),
+        limited,
+        &bob,
+        &mention("hello there?"),
+        vec![],
+        None,
+    );
+    bot.answer_to(limited, question).await;
+    let hits = fake.seen(|s| {
+        s.requests
+            .iter()
+            .filter(|r| **r == format!("POST /api/v10/channels/{limited}/messages"))
+            .count()
+    });
+    assert_eq!(hits, 2, "one 429, one success");
+
     // A channel where the bot may not write (403): nothing is posted, nothing breaks.
     let forbidden = 32;
     fake.forbid(forbidden);

@@ -85,6 +85,8 @@ pub struct Seen {
     deny_intents: bool,
     /// Threads the bot opened: (thread, parent channel, starter message, name).
     pub threads: Vec<(u64, u64, u64, String)>,
+    /// Channels whose next message gets 429 Too Many Requests.
+    rate_limit_once: HashSet<u64>,
     /// Channels where threads cannot be opened (400, as inside a thread).
     no_threads: HashSet<u64>,
     channel_guild: HashMap<u64, u64>,
@@ -312,6 +314,11 @@ impl FakeDiscord {
     /// Replies (messages with a reference) in `channel` get 400, as for a deleted message.
     pub fn refuse_replies_in(&self, channel: u64) {
         self.shared.update(|s| s.refuse_replies.insert(channel));
+    }
+
+    /// The next message posted in `channel` gets a 429 with Discord's headers and body.
+    pub fn rate_limit_once(&self, channel: u64) {
+        self.shared.update(|s| s.rate_limit_once.insert(channel));
     }
 
     /// Refuses to open threads in `channel`.
@@ -755,7 +762,20 @@ async fn create_message(
         .and_then(|s| s.parse::<u64>().ok())
         .or_else(|| body["message_reference"]["message_id"].as_u64());
     let refused = shared.update(|s| {
-        if s.forbidden.contains(&channel) {
+        if s.rate_limit_once.remove(&channel) {
+            let mut r = (
+                StatusCode::TOO_MANY_REQUESTS,
+                Json(
+                    json!({"message": "You are being rate limited.", "retry_after": 0.3,
+                            "global": false}),
+                ),
+            )
+                .into_response();
+            let h = r.headers_mut();
+            h.insert("retry-after", HeaderValue::from_static("1"));
+            h.insert("x-ratelimit-scope", HeaderValue::from_static("user"));
+            Some(r)
+        } else if s.forbidden.contains(&channel) {
             Some(discord_error(
                 StatusCode::FORBIDDEN,
                 50013,

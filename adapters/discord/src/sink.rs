@@ -32,6 +32,35 @@ fn rejection(e: &serenity::Error) -> Option<(u16, isize)> {
     }
 }
 
+/// Tries a request up to this many times while it is rate limited (429).
+const RATE_LIMITED_TRIES: u32 = 5;
+
+/// Runs `call`, retrying after a growing pause while Discord answers 429. Behind a proxy
+/// serenity's own rate limiter is off, so a 429 from the proxy arrives here; without a proxy
+/// serenity has already waited and retried by Discord's headers.
+async fn patiently<T, F, Fut>(mut call: F) -> serenity::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = serenity::Result<T>>,
+{
+    let mut pause = std::time::Duration::from_millis(500);
+    let mut tries = 1;
+    loop {
+        match call().await {
+            Err(e)
+                if tries < RATE_LIMITED_TRIES
+                    && rejection(&e).is_some_and(|(status, _)| status == 429) =>
+            {
+                tracing::debug!(seconds = pause.as_secs_f32(), "Discord rate limit; waiting");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 fn chat_error(e: serenity::Error) -> ChatError {
     match rejection(&e) {
         Some((status, code)) => ChatError(format!("Discord answered {status} (code {code})")),
@@ -72,7 +101,8 @@ impl ChannelSink {
         if let Some(id) = reply {
             message = message.reference_message(MessageReference::from((self.channel, id)));
         }
-        Ok(self.channel.send_message(&self.http, message).await?.id)
+        let sent = patiently(|| self.channel.send_message(&self.http, message.clone())).await?;
+        Ok(sent.id)
     }
 }
 
@@ -128,8 +158,7 @@ impl MessageHandle for ChannelMessage {
         let edit = EditMessage::new()
             .content(text)
             .allowed_mentions(no_mentions());
-        self.channel
-            .edit_message(&self.http, self.id, edit)
+        patiently(|| self.channel.edit_message(&self.http, self.id, edit.clone()))
             .await
             .map(drop)
             .map_err(|e| {
@@ -162,18 +191,19 @@ impl ReplySink for InteractionSink {
             let edit = EditInteractionResponse::new()
                 .content(text)
                 .allowed_mentions(no_mentions());
-            self.interaction
-                .edit_response(&self.http, edit)
+            patiently(|| self.interaction.edit_response(&self.http, edit.clone()))
                 .await
                 .map(|_| None)
         } else {
             let followup = CreateInteractionResponseFollowup::new()
                 .content(text)
                 .allowed_mentions(no_mentions());
-            self.interaction
-                .create_followup(&self.http, followup)
-                .await
-                .map(|m| Some(m.id))
+            patiently(|| {
+                self.interaction
+                    .create_followup(&self.http, followup.clone())
+            })
+            .await
+            .map(|m| Some(m.id))
         };
         match result {
             Ok(followup) => Ok(Box::new(InteractionMessage {
@@ -209,13 +239,13 @@ impl MessageHandle for InteractionMessage {
                 let edit = EditInteractionResponse::new()
                     .content(text)
                     .allowed_mentions(no_mentions());
-                self.interaction.edit_response(&self.http, edit).await
+                patiently(|| self.interaction.edit_response(&self.http, edit.clone())).await
             }
             Some(id) => {
                 let edit = CreateInteractionResponseFollowup::new()
                     .content(text)
                     .allowed_mentions(no_mentions());
-                self.interaction.edit_followup(&self.http, id, edit).await
+                patiently(|| self.interaction.edit_followup(&self.http, id, edit.clone())).await
             }
         };
         result.map(drop).map_err(chat_error)
@@ -249,9 +279,7 @@ impl ChannelHistory for History {
             None => 1,
         };
         let request = GetMessages::new().after(MessageId::new(after)).limit(PAGE);
-        let mut messages = self
-            .channel
-            .messages(&self.http, request)
+        let mut messages = patiently(|| self.channel.messages(&self.http, request))
             .await
             .map_err(|e| {
                 let (status, code) = rejection(&e).unwrap_or_default();
