@@ -24,6 +24,8 @@ use crate::sink::{CdnFile, ChannelSink, History, InteractionSink, MessageMapper}
 const PLATFORM: &str = "discord";
 /// How often the typing indicator is renewed while an answer is in the making.
 const TYPING_RENEWAL: Duration = Duration::from_secs(8);
+/// Longest an attachment download may take.
+const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a guild's roles are trusted before they are read again.
 const ROLES_TTL: Duration = Duration::from_secs(300);
 
@@ -65,7 +67,12 @@ impl Handler {
             bot: Arc::default(),
             commands_registered: AtomicBool::new(false),
             roles: Mutex::default(),
-            downloads: reqwest::Client::new(),
+            // A stalled CDN must not hold the channel's queue forever.
+            downloads: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .timeout(DOWNLOAD_TIMEOUT)
+                .build()
+                .unwrap_or_default(),
             empty_messages: AtomicUsize::new(0),
             threads: Mutex::default(),
         }
