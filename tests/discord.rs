@@ -374,6 +374,30 @@ async fn mentions_slash_commands_admins_and_knowledge_channels() {
         "{answer:?}"
     );
 
+    // Over a mention, Manage Server comes from the member's roles.
+    let refused = fake.post(
+        Some(GUILD_A),
+        GENERAL_A,
+        &bob,
+        &mention("/ingest \"The boiler code is 4471.\""),
+        vec![],
+        None,
+    );
+    let reply = bot.answer_to(GENERAL_A, refused).await;
+    assert!(reply[0].content.contains("only an admin"), "{reply:?}");
+    let allowed = fake.post(
+        Some(GUILD_A),
+        GENERAL_A,
+        &alice,
+        &mention("/ingest \"The boiler code is 4471.\""),
+        vec![],
+        None,
+    );
+    let reply = bot.answer_to(GENERAL_A, allowed).await;
+    assert!(reply[0].content.contains('✓'), "{reply:?}");
+    bot.search_until(&GUILD_A.to_string(), "boiler code", "4471", true)
+        .await;
+
     // A plain message nobody addressed to the bot gets no answer.
     let chatter = fake.post(
         Some(GUILD_A),
