@@ -74,7 +74,12 @@ pub enum Command {
         conversation: Option<String>,
     },
     /// Run every configured chat adapter and the HTTP API until SIGTERM.
-    Serve {},
+    Serve {
+        /// Run only these Discord shards, START-END/TOTAL (e.g. 0-3/8); overrides
+        /// `[discord] shards`.
+        #[arg(long, value_name = "RANGE")]
+        discord_shards: Option<String>,
+    },
     /// List the sources in the knowledge base.
     Sources {
         #[arg(long)]
@@ -140,8 +145,9 @@ pub async fn run(cli: Cli) -> Result<()> {
     {
         return crate::bench::run(&settings, synthetic, corpus, keep).await;
     }
-    if let Command::Serve {} = cli.command {
-        return crate::serve::run(settings, crate::serve::ServeOptions::default()).await;
+    if let Command::Serve { discord_shards } = cli.command {
+        let options = crate::serve::ServeOptions { discord_shards };
+        return crate::serve::run(settings, options).await;
     }
     if let Command::Eval(eval) = cli.command {
         return crate::eval::run(eval, settings, &cli.tenant).await;
@@ -240,7 +246,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench { .. }
         | Command::Eval(_)
-        | Command::Serve {}
+        | Command::Serve { .. }
         | Command::Migrate { .. }
         | Command::CheckConfig { .. } => {
             unreachable!("handled before the store is opened")

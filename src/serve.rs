@@ -20,7 +20,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 /// Options of `lore serve` given on the command line.
 #[derive(Debug, Clone, Default)]
-pub struct ServeOptions {}
+pub struct ServeOptions {
+    /// `--discord-shards START-END/TOTAL`: overrides `[discord] shards`.
+    pub discord_shards: Option<String>,
+}
 
 /// What every surface gets: the core, the secrets and the shutdown signal.
 pub struct ServeContext {
@@ -40,9 +43,34 @@ pub type Surface = (
 
 /// The surfaces that are configured (a token in the environment, a listen address set).
 fn configured_surfaces(ctx: &Arc<ServeContext>) -> Result<Vec<Surface>> {
-    let surfaces: Vec<Surface> = Vec::new();
-    let _ = ctx;
+    let mut surfaces: Vec<Surface> = Vec::new();
+    surfaces.extend(discord_surface(ctx)?);
     Ok(surfaces)
+}
+
+/// Discord, when `DISCORD_TOKEN` is set; its shards come from `--discord-shards`, else from
+/// `[discord] shards`.
+fn discord_surface(ctx: &Arc<ServeContext>) -> Result<Option<Surface>> {
+    let Some(token) = ctx.secrets.get("DISCORD_TOKEN") else {
+        return Ok(None);
+    };
+    let settings = ctx.app.settings.discord.clone();
+    let shards = match &ctx.options.discord_shards {
+        Some(flag) => Some(
+            flag.parse::<lore_discord::ShardRange>()
+                .map_err(|e| anyhow::anyhow!("--discord-shards: {e}"))?,
+        ),
+        None => settings.shard_range()?,
+    };
+    let handler: Arc<dyn lore_chat::ChatHandler> = Arc::new(ctx.engine.clone());
+    let shutdown = ctx.shutdown.clone();
+    let token = token.expose().to_owned();
+    let running = async move {
+        let stop = async move { shutdown.cancelled().await };
+        lore_discord::run(settings, token, handler, shards, stop).await?;
+        Ok::<(), anyhow::Error>(())
+    };
+    Ok(Some(("discord", Box::pin(running))))
 }
 
 /// Runs until a signal, or until a surface fails.
