@@ -40,8 +40,10 @@ pub type Surface = (
 
 /// The surfaces that are configured (a token in the environment, a listen address set).
 fn configured_surfaces(ctx: &Arc<ServeContext>) -> Result<Vec<Surface>> {
-    let surfaces: Vec<Surface> = Vec::new();
-    let _ = ctx;
+    let mut surfaces: Vec<Surface> = Vec::new();
+    if ctx.app.settings.http.listen.is_some() {
+        surfaces.push(("http", Box::pin(crate::http::serve(ctx.clone()))));
+    }
     Ok(surfaces)
 }
 
