@@ -115,8 +115,14 @@ pub async fn answer_question(
         .increment(1);
     metrics::histogram!("lore_answer_seconds", "platform" => key.platform.clone())
         .record(started.elapsed().as_secs_f64());
-    if let Err(e) = &result {
-        span.in_scope(|| tracing::warn!(error = %e, "question failed"));
-    }
+    span.in_scope(|| match &result {
+        Ok(answer) => tracing::info!(
+            outcome,
+            citations = answer.citations.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "question answered"
+        ),
+        Err(e) => tracing::warn!(error = %e, "question failed"),
+    });
     result
 }
