@@ -526,3 +526,27 @@ async fn the_web_page_streams_answers_cites_and_ingests_in_chromium() {
     assert!(first.is_string() && second.is_string());
     assert_ne!(first, second);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_over_the_time_limit_gets_a_504() {
+    // The model never finishes; requests may take one second.
+    let llm = FakeLlm::start(&ANSWER, true).await;
+    let data = tempfile::tempdir().unwrap();
+    let mut env = generous_limits();
+    env.push(("LORE_HTTP__REQUEST_TIMEOUT_SECS", "1"));
+    let server = Server::start(data.path(), Some(&llm), &env).await;
+    ingest_notes(&server).await;
+    let r = post_json(
+        &server.url("/v1/ask"),
+        Some(READER),
+        &json!({"question": QUESTION}),
+    )
+    .await;
+    assert_eq!(r.status, 504, "{}", r.text);
+    assert!(
+        r.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("request_timeout_secs")
+    );
+}
