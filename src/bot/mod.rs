@@ -118,6 +118,18 @@ impl Core {
         self.waiting.load(Ordering::Relaxed)
     }
 
+    /// Waits for one of the `bot.max_concurrent_channels` answering slots, for surfaces
+    /// that do not go through [`Engine::submit`] (the HTTP API); hold it while answering.
+    pub async fn slot(&self) -> tokio::sync::SemaphorePermit<'_> {
+        if let Ok(permit) = self.permits.try_acquire() {
+            return permit;
+        }
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let permit = self.permits.acquire().await.expect("never closed");
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        permit
+    }
+
     /// The inbound question limits: `user` (unique within the key's platform) and the
     /// conversation each have a budget per minute. Every surface asks here first.
     pub fn admit(&self, user: &str, key: &memory::ConversationKey) -> Result<(), BotError> {

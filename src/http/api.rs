@@ -134,13 +134,10 @@ pub async fn ask(
     state.core.admit(&principal.user, &key)?;
     if !request.stream {
         let answer = state
-            .bounded(ask::answer_turn(
-                &state.core,
-                &key,
-                &principal.user,
-                &question,
-                None,
-            ))
+            .bounded(async {
+                let _slot = state.core.slot().await;
+                ask::answer_turn(&state.core, &key, &principal.user, &question, None).await
+            })
             .await??;
         return Ok(Json(AskResponse::new(answer, conversation_id)).into_response());
     }
@@ -157,6 +154,7 @@ pub async fn ask(
             }
         };
         let work = async {
+            let _slot = state.core.slot().await;
             let (answer, ()) = tokio::join!(
                 ask::answer_turn(
                     &state.core,

@@ -130,13 +130,10 @@ pub async fn chat_completions(
     let created = now();
     if !request.stream {
         let answer = state
-            .bounded(ask::answer_question(
-                &state.core,
-                &key,
-                &question,
-                &history,
-                None,
-            ))
+            .bounded(async {
+                let _slot = state.core.slot().await;
+                ask::answer_question(&state.core, &key, &question, &history, None).await
+            })
             .await??;
         let content = answer.render();
         let prompt_tokens = estimate_tokens(&question)
@@ -176,6 +173,7 @@ pub async fn chat_completions(
             }
         };
         let work = async {
+            let _slot = state.core.slot().await;
             let (answer, ()) = tokio::join!(
                 ask::answer_question(&state.core, &key, &question, &history, Some(deltas_tx)),
                 forward

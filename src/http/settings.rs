@@ -41,6 +41,10 @@ impl HttpSettings {
         if self.request_timeout_secs == 0 {
             return bad("request_timeout_secs", "must be at least 1");
         }
+        // `lore serve` abandons surfaces 20 s after the signal; answers must end before.
+        if self.shutdown_drain_secs > 15 {
+            return bad("shutdown_drain_secs", "must be at most 15");
+        }
         if self.tokens_env.trim().is_empty() {
             return bad("tokens_env", "must name an environment variable");
         }
