@@ -128,6 +128,17 @@ impl Browser {
 
     /// Sends a command (to a page session when given) and returns its result.
     pub async fn call(&self, session: Option<&str>, method: &str, params: Value) -> Value {
+        let reply = self.call_raw(session, method, params).await;
+        assert!(
+            reply.get("error").is_none(),
+            "{method} failed: {}",
+            reply["error"]
+        );
+        reply["result"].clone()
+    }
+
+    /// Sends a command and returns the whole reply (result or error).
+    pub async fn call_raw(&self, session: Option<&str>, method: &str, params: Value) -> Value {
         let id = self.conn.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.conn.waiting.lock().unwrap().insert(id, tx);
@@ -146,12 +157,7 @@ impl Browser {
             .await
             .unwrap_or_else(|_| panic!("DevTools did not answer {method}"))
             .expect("DevTools connection open");
-        assert!(
-            reply.get("error").is_none(),
-            "{method} failed: {}",
-            reply["error"]
-        );
-        reply["result"].clone()
+        reply
     }
 
     /// Opens a new tab at `url` and returns its page.
@@ -189,14 +195,27 @@ impl Page {
         self.browser.call(Some(&self.session), method, params).await
     }
 
-    /// Evaluates `expression` (awaiting a promise) and returns its value.
+    /// Evaluates `expression` (awaiting a promise) and returns its value. A navigation
+    /// that replaces the document under the call is waited out and the call repeated.
     pub async fn eval(&self, expression: &str) -> Value {
-        let result = self
-            .call(
-                "Runtime.evaluate",
-                json!({"expression": expression, "awaitPromise": true, "returnByValue": true}),
-            )
-            .await;
+        let params = json!({"expression": expression, "awaitPromise": true, "returnByValue": true});
+        let mut attempts = 0;
+        let result = loop {
+            let reply = self
+                .browser
+                .call_raw(Some(&self.session), "Runtime.evaluate", params.clone())
+                .await;
+            let Some(error) = reply.get("error") else {
+                break reply["result"].clone();
+            };
+            let navigating = error.to_string().contains("context");
+            attempts += 1;
+            assert!(
+                navigating && attempts < 100,
+                "Runtime.evaluate failed: {error}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
         if let Some(e) = result.get("exceptionDetails") {
             panic!("{expression} threw: {e}");
         }
