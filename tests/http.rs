@@ -550,3 +550,31 @@ async fn an_answer_over_the_time_limit_gets_a_504() {
             .contains("request_timeout_secs")
     );
 }
+
+#[test]
+fn serve_refuses_to_start_without_tokens_or_with_a_bad_list() {
+    let data = tempfile::tempdir().unwrap();
+    let run = |tokens: Option<&str>| {
+        let mut cmd = std::process::Command::new(lore_bin());
+        cmd.arg("serve")
+            .current_dir(data.path())
+            .env("LORE_STORE__DATA_DIR", data.path())
+            .env("LORE_EMBEDDING__PROVIDER", "none")
+            .env("LORE_LLM__PROVIDER", "none")
+            .env("LORE_HTTP__LISTEN", format!("127.0.0.1:{}", free_port()))
+            .env_remove("LORE_HTTP_TOKENS")
+            .env_remove("DISCORD_TOKEN")
+            .env_remove("TELEGRAM_BOT_TOKEN");
+        if let Some(t) = tokens {
+            cmd.env("LORE_HTTP_TOKENS", t);
+        }
+        let out = cmd.output().unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = run(None);
+    assert!(err.contains("LORE_HTTP_TOKENS"), "{err}");
+    let err = run(Some("weak-one:acme:admin"));
+    assert!(err.contains("shorter than 16"), "{err}");
+    assert!(!err.contains("weak-one"), "the token was echoed: {err}");
+}
