@@ -578,3 +578,51 @@ fn serve_refuses_to_start_without_tokens_or_with_a_bad_list() {
     assert!(err.contains("shorter than 16"), "{err}");
     assert!(!err.contains("weak-one"), "the token was echoed: {err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_questions_share_the_cores_concurrency_cap() {
+    // One answering slot; the model holds the first answer until released.
+    let llm = FakeLlm::start(&ANSWER, true).await;
+    let data = tempfile::tempdir().unwrap();
+    let mut env = generous_limits();
+    env.push(("LORE_BOT__MAX_CONCURRENT_CHANNELS", "1"));
+    let server = Server::start(data.path(), Some(&llm), &env).await;
+    ingest_notes(&server).await;
+    let mut first = Events::open(
+        &server.url("/v1/ask"),
+        READER,
+        &json!({"question": QUESTION, "stream": true}),
+    )
+    .await;
+    assert_eq!(first.next().await.unwrap().0, "delta");
+    let url = server.url("/v1/ask");
+    let second =
+        tokio::spawn(
+            async move { post_json(&url, Some(ADMIN), &json!({"question": QUESTION})).await },
+        );
+    // The second question waits for the slot, and the model has not seen it.
+    let queued = tokio::time::timeout(PATIENCE, async {
+        while !get(&server.url("/metrics"), None)
+            .await
+            .text
+            .contains("lore_questions_waiting 1")
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(
+        queued.is_ok(),
+        "the second question never waited for the slot"
+    );
+    assert_eq!(llm.requests.lock().unwrap().len(), 1);
+    llm.release();
+    assert_eq!(first.rest().await.last().unwrap().0, "done");
+    let second = tokio::time::timeout(PATIENCE, second)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.status, 200, "{}", second.text);
+    assert_eq!(second.json["answer"], ANSWER.concat());
+    assert_eq!(llm.requests.lock().unwrap().len(), 2);
+}

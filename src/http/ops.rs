@@ -110,6 +110,7 @@ pub async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
         metrics::gauge!("lore_store_bytes").set(stats.bytes_on_disk as f64);
     }
     metrics::gauge!("lore_memory_conversations").set(state.core.memory.len() as f64);
+    metrics::gauge!("lore_questions_waiting").set(state.core.backlog() as f64);
     (
         [(
             header::CONTENT_TYPE,
