@@ -7,4 +7,8 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lore/target}"
 
 scripts/fetch-model.sh
+# tests/http.rs drives the web page in Debian's headless chromium; install it once.
+if [ ! -x /usr/bin/chromium ]; then
+  apt-get install -y chromium || { apt-get update && apt-get install -y chromium; }
+fi
 cargo test --release --workspace "$@"

@@ -227,6 +227,9 @@ impl Settings {
         if store.timeout_secs == 0 {
             return Err(key("store.timeout_secs", "must be at least 1".into()));
         }
+        if let Err((k, reason)) = self.http.validate() {
+            return Err(key(&k, reason));
+        }
         let r = &self.retrieval;
         if r.top_k == 0 || r.top_k > 100 {
             return Err(key(

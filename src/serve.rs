@@ -45,6 +45,9 @@ pub type Surface = (
 fn configured_surfaces(ctx: &Arc<ServeContext>) -> Result<Vec<Surface>> {
     let mut surfaces: Vec<Surface> = Vec::new();
     surfaces.extend(discord_surface(ctx)?);
+    if ctx.app.settings.http.listen.is_some() {
+        surfaces.push(("http", Box::pin(crate::http::serve(ctx.clone()))));
+    }
     Ok(surfaces)
 }
 

@@ -72,7 +72,9 @@ impl Assistant {
         on_delta: Option<UnboundedSender<String>>,
     ) -> Result<Answer, AnswerError> {
         let history = &history[history.len().saturating_sub(self.settings.history_turns)..];
+        let started = std::time::Instant::now();
         let retrieval = self.retrieve(scope, question, history).await?;
+        metrics::histogram!("lore_retrieval_seconds").record(started.elapsed().as_secs_f64());
         let answer = match &self.llm {
             _ if !retrieval.evidence || retrieval.hits.is_empty() => not_found(question),
             None => extractive(question, &retrieval),
@@ -163,9 +165,12 @@ impl Assistant {
             temperature: None,
             max_tokens: Some(self.answer_tokens as u32),
         };
+        let prompt_tokens = crate::llm::limits::request_tokens(&request);
+        let started = std::time::Instant::now();
         let mut stream = llm.chat_stream(request).await?;
         let mut filter = CitationFilter::new(given.len());
         let mut text = String::new();
+        let mut raw_tokens = 0u64;
         let emit = |piece: String, text: &mut String| {
             if piece.is_empty() {
                 return;
@@ -176,8 +181,20 @@ impl Assistant {
             text.push_str(&piece);
         };
         while let Some(piece) = stream.next().await {
-            emit(filter.push(&piece?), &mut text);
+            let piece = piece?;
+            if raw_tokens == 0 {
+                metrics::histogram!("lore_llm_first_token_seconds")
+                    .record(started.elapsed().as_secs_f64());
+            }
+            raw_tokens += u64::from(estimate_tokens(&piece)).max(1);
+            emit(filter.push(&piece), &mut text);
         }
+        // Streams carry no usage figures, so tokens are lore's own estimate.
+        let vendor = llm.id().to_owned();
+        metrics::counter!("lore_llm_tokens_total", "vendor" => vendor.clone(), "kind" => "prompt")
+            .increment(u64::from(prompt_tokens));
+        metrics::counter!("lore_llm_tokens_total", "vendor" => vendor, "kind" => "completion")
+            .increment(raw_tokens);
         emit(filter.finish(), &mut text);
         let cited = filter.cited();
         // Show the sources the answer used; all of them if it cited none.

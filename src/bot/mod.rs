@@ -117,6 +117,33 @@ impl Core {
     pub fn backlog(&self) -> usize {
         self.waiting.load(Ordering::Relaxed)
     }
+
+    /// Waits for one of the `bot.max_concurrent_channels` answering slots, for surfaces
+    /// that do not go through [`Engine::submit`] (the HTTP API); hold it while answering.
+    pub async fn slot(&self) -> tokio::sync::SemaphorePermit<'_> {
+        if let Ok(permit) = self.permits.try_acquire() {
+            return permit;
+        }
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let permit = self.permits.acquire().await.expect("never closed");
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        permit
+    }
+
+    /// The inbound question limits: `user` (unique within the key's platform) and the
+    /// conversation each have a budget per minute. Every surface asks here first.
+    pub fn admit(&self, user: &str, key: &memory::ConversationKey) -> Result<(), BotError> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        limiter
+            .check(&format!("{}:{user}", key.platform), &key.id())
+            .map_err(|e| {
+                metrics::counter!("lore_rate_limit_rejections_total", "platform" => key.platform.clone())
+                    .increment(1);
+                BotError::RateLimited(e)
+            })
+    }
 }
 
 struct Job {
@@ -321,12 +348,7 @@ async fn answer(
     out: &mut Streamer,
 ) -> Result<String, BotError> {
     let key = memory::ConversationKey::of(event);
-    if let Some(limiter) = &core.limiter {
-        limiter.check(
-            &format!("{}:{}", event.platform, event.author.id),
-            &key.id(),
-        )?;
-    }
+    core.admit(&event.author.id, &key)?;
     let command = commands::Command::parse(event)?;
     let ctx = commands::Ctx {
         core,

@@ -204,17 +204,30 @@ impl Ingestor {
         tenant: &str,
         report: &mut IngestReport,
     ) -> Result<SourceOutcome, IngestError> {
-        let hash = self.document_hash(&document);
-        if self
-            .store
-            .source_hash(tenant, &document.source)
-            .await?
-            .as_deref()
-            == Some(hash.as_str())
-        {
-            return Ok(SourceOutcome::Unchanged);
+        let result = async {
+            let hash = self.document_hash(&document);
+            if self
+                .store
+                .source_hash(tenant, &document.source)
+                .await?
+                .as_deref()
+                == Some(hash.as_str())
+            {
+                return Ok(SourceOutcome::Unchanged);
+            }
+            self.store_document(document, tenant, hash, report).await
         }
-        self.store_document(document, tenant, hash, report).await
+        .await;
+        let outcome = match &result {
+            Ok(SourceOutcome::Stored { chunks, .. }) => {
+                metrics::counter!("lore_ingest_chunks_total").increment(*chunks as u64);
+                "stored"
+            }
+            Ok(SourceOutcome::Unchanged) => "unchanged",
+            Err(_) => "failed",
+        };
+        metrics::counter!("lore_ingest_sources_total", "outcome" => outcome).increment(1);
+        result
     }
 
     /// Splits, embeds and writes one document, replacing its previous chunks.

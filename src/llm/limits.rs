@@ -141,6 +141,7 @@ impl<C: Clock + Clone> VendorLimiter<C> {
         self.wait_for(started, what, || self.try_tokens(tokens))
             .await?;
         let waited = started.elapsed();
+        metrics::histogram!("lore_llm_rate_limit_wait_seconds").record(waited.as_secs_f64());
         if waited >= Duration::from_millis(1) {
             tracing::info!(%what, waited_ms = waited.as_millis() as u64, tokens, "waited for the vendor rate limit");
         }
@@ -160,6 +161,7 @@ impl<C: Clock + Clone> VendorLimiter<C> {
             };
             if started.elapsed() + wait > self.max_wait {
                 tracing::warn!(%what, wait_ms = wait.as_millis() as u64, "vendor rate limit: giving up waiting");
+                metrics::counter!("lore_llm_rate_limit_rejections_total").increment(1);
                 return Err(LlmError::Transient {
                     at: what.to_string(),
                     detail: format!(

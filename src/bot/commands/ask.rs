@@ -1,65 +1,35 @@
 //! `ask`: answer from the tenant's knowledge with the conversation so far, and remember the turn.
+//! [`answer_turn`] and [`answer_question`] are also the entry points of the HTTP API, so every
+//! surface's question takes the same path (scope, span, metrics, memory).
+
+use std::time::Instant;
+
+use tokio::sync::mpsc::UnboundedSender;
+use tracing::Instrument;
 
 use super::{BotError, Ctx};
 use crate::answer::{Answer, HistoryTurn};
-use crate::bot::memory::Turn;
+use crate::bot::Core;
+use crate::bot::memory::{ConversationKey, Turn};
 use crate::bot::reply::Streamer;
-use crate::store::TenantScope;
 
 /// Name the bot's turns are remembered under.
 const BOT_NAME: &str = "lore";
 
 /// Answers, remembers the question and the answer, and flushes memory (the end of a turn).
 pub async fn run(ctx: &Ctx<'_>, out: &mut Streamer, question: &str) -> Result<String, BotError> {
-    let question = question.trim();
-    if question.is_empty() {
-        return Err(BotError::Usage(
-            "ask me a question about your team's knowledge, or /help".to_owned(),
-        ));
-    }
-    let core = ctx.core;
-    let history = core.memory.load(ctx.key)?;
-    let scope = core.scope(&ctx.event.tenant);
-    let answer = answer_with_history(ctx, &scope, question, &history, out).await?;
-    core.memory.append(
-        ctx.key,
-        &[
-            Turn::now(&ctx.event.author.name, false, question),
-            Turn::now(BOT_NAME, true, &answer.text),
-        ],
-    )?;
-    core.memory.flush().await?;
-    Ok(answer.render())
-}
-
-/// Calls the shared assistant, showing its text deltas through `out` as they stream.
-async fn answer_with_history(
-    ctx: &Ctx<'_>,
-    scope: &TenantScope,
-    question: &str,
-    history: &[Turn],
-    out: &mut Streamer,
-) -> Result<Answer, BotError> {
-    let history: Vec<HistoryTurn> = history
-        .iter()
-        .map(|t| HistoryTurn {
-            speaker: t.speaker.clone(),
-            is_bot: t.is_bot,
-            text: t.text.clone(),
-        })
-        .collect();
     let (tx, mut deltas) = tokio::sync::mpsc::unbounded_channel();
-    let answering = ctx
-        .core
-        .app
-        .assistant
-        .answer(scope, question, &history, Some(tx));
+    let answering = answer_turn(
+        ctx.core,
+        ctx.key,
+        &ctx.event.author.name,
+        question,
+        Some(tx),
+    );
     tokio::pin!(answering);
     loop {
         tokio::select! {
-            result = &mut answering => {
-                return result.map_err(|e| BotError::Answer(e.to_string()));
-            }
+            result = &mut answering => return result.map(|answer| answer.render()),
             Some(delta) = deltas.recv() => {
                 // A failed preview edit is not worth failing the answer for.
                 if let Err(e) = out.push(&delta).await {
@@ -68,4 +38,91 @@ async fn answer_with_history(
             }
         }
     }
+}
+
+/// One turn of a remembered conversation: loads its history, answers in the key's tenant
+/// scope, then appends the question and the answer and flushes memory.
+pub async fn answer_turn(
+    core: &Core,
+    key: &ConversationKey,
+    speaker: &str,
+    question: &str,
+    on_delta: Option<UnboundedSender<String>>,
+) -> Result<Answer, BotError> {
+    let question = question.trim();
+    if question.is_empty() {
+        return Err(BotError::Usage(
+            "ask me a question about your team's knowledge, or /help".to_owned(),
+        ));
+    }
+    let history: Vec<HistoryTurn> = core
+        .memory
+        .load(key)?
+        .into_iter()
+        .map(|t| HistoryTurn {
+            speaker: t.speaker,
+            is_bot: t.is_bot,
+            text: t.text,
+        })
+        .collect();
+    let answer = answer_question(core, key, question, &history, on_delta).await?;
+    core.memory.append(
+        key,
+        &[
+            Turn::now(speaker, false, question),
+            Turn::now(BOT_NAME, true, &answer.text),
+        ],
+    )?;
+    core.memory.flush().await?;
+    Ok(answer)
+}
+
+/// Answers one question with the given history in the key's tenant scope, inside a span
+/// that names platform, tenant and channel (the text only at debug level), and counts it.
+pub async fn answer_question(
+    core: &Core,
+    key: &ConversationKey,
+    question: &str,
+    history: &[HistoryTurn],
+    on_delta: Option<UnboundedSender<String>>,
+) -> Result<Answer, BotError> {
+    let span = tracing::info_span!(
+        "question",
+        platform = %key.platform,
+        tenant = %key.tenant,
+        channel = %key.channel,
+        outcome = tracing::field::Empty,
+    );
+    let started = Instant::now();
+    let scope = core.scope(&key.tenant);
+    let result = async {
+        tracing::debug!(question, "question");
+        core.app
+            .assistant
+            .answer(&scope, question, history, on_delta)
+            .await
+            .map_err(|e| BotError::Answer(e.to_string()))
+    }
+    .instrument(span.clone())
+    .await;
+    let outcome = match &result {
+        Ok(answer) if answer.grounded => "answered",
+        Ok(_) => "not_found",
+        Err(_) => "error",
+    };
+    span.record("outcome", outcome);
+    metrics::counter!("lore_questions_total", "platform" => key.platform.clone(), "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!("lore_answer_seconds", "platform" => key.platform.clone())
+        .record(started.elapsed().as_secs_f64());
+    span.in_scope(|| match &result {
+        Ok(answer) => tracing::info!(
+            outcome,
+            citations = answer.citations.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "question answered"
+        ),
+        Err(e) => tracing::warn!(error = %e, "question failed"),
+    });
+    result
 }

@@ -1,0 +1,477 @@
+//! The `/v1` knowledge routes: ask (JSON or SSE), search, ingest, sources.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Extension, Multipart, Path, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::auth::Principal;
+use super::{ApiError, Cut, HttpState, PLATFORM};
+use crate::answer::{Answer, Citation};
+use crate::bot::commands::ask;
+use crate::bot::memory::ConversationKey;
+use crate::bot::{BotError, knowledge};
+use crate::ingest::load::{self, LoadLimits};
+use crate::ingest::pipeline::SourceOutcome;
+use crate::store::TenantScope;
+
+/// Longest question accepted, in characters.
+const MAX_QUESTION_CHARS: usize = 4000;
+
+/// The JSON body, or a 400 that says what is wrong with it.
+pub(super) fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    body.map(|Json(b)| b).map_err(|e| {
+        let mut err = ApiError::bad_request(e.body_text());
+        err.status = e.status();
+        err
+    })
+}
+
+/// The tenant a request acts in: always the token's; naming another is refused.
+pub(super) fn tenant_of(
+    principal: &Principal,
+    requested: Option<&str>,
+) -> Result<String, ApiError> {
+    match requested.map(str::trim).filter(|t| !t.is_empty()) {
+        Some(t) if t != principal.tenant => Err(ApiError::forbidden(format!(
+            "this token is bound to tenant {:?}; it cannot act in another tenant",
+            principal.tenant
+        ))),
+        _ => Ok(principal.tenant.clone()),
+    }
+}
+
+fn question_text(question: &str) -> Result<String, ApiError> {
+    let question = question.trim();
+    if question.is_empty() {
+        return Err(ApiError::bad_request("question is empty"));
+    }
+    if question.chars().count() > MAX_QUESTION_CHARS {
+        return Err(ApiError::bad_request(format!(
+            "question is longer than {MAX_QUESTION_CHARS} characters"
+        )));
+    }
+    Ok(question.to_owned())
+}
+
+/// A fresh conversation id: 128 random bits in hex.
+fn new_conversation_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+fn conversation_id(given: Option<String>) -> Result<String, ApiError> {
+    let Some(id) = given else {
+        return Ok(new_conversation_id());
+    };
+    let ok = (1..=128).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !ok {
+        return Err(ApiError::bad_request(
+            "conversation_id must be 1-128 characters of A-Z a-z 0-9 _ . -",
+        ));
+    }
+    Ok(id)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AskRequest {
+    question: String,
+    #[serde(default)]
+    conversation_id: Option<String>,
+    #[serde(default)]
+    tenant: Option<String>,
+    #[serde(default)]
+    stream: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct AskResponse {
+    answer: String,
+    grounded: bool,
+    citations: Vec<Citation>,
+    conversation_id: String,
+}
+
+impl AskResponse {
+    fn new(answer: Answer, conversation_id: String) -> Self {
+        Self {
+            answer: answer.text,
+            grounded: answer.grounded,
+            citations: answer.citations,
+            conversation_id,
+        }
+    }
+}
+
+/// `POST /v1/ask`: one turn of the caller's conversation (keyed by token and id, so two
+/// callers never share a history), through the bot core's path.
+pub async fn ask(
+    State(state): State<Arc<HttpState>>,
+    Extension(principal): Extension<Principal>,
+    request: Result<Json<AskRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let request = body(request)?;
+    let tenant = tenant_of(&principal, request.tenant.as_deref())?;
+    let question = question_text(&request.question)?;
+    let conversation_id = conversation_id(request.conversation_id)?;
+    let key = ConversationKey {
+        platform: PLATFORM.to_owned(),
+        tenant,
+        channel: format!("{}/{conversation_id}", principal.user),
+        thread: None,
+    };
+    state.core.admit(&principal.user, &key)?;
+    if !request.stream {
+        let answer = state
+            .bounded(async {
+                let _slot = state.core.slot().await;
+                ask::answer_turn(&state.core, &key, &principal.user, &question, None).await
+            })
+            .await??;
+        return Ok(Json(AskResponse::new(answer, conversation_id)).into_response());
+    }
+    let (events, stream) = futures::channel::mpsc::unbounded::<Event>();
+    tokio::spawn(async move {
+        let (deltas_tx, mut deltas) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let forward = {
+            let events = events.clone();
+            async move {
+                while let Some(text) = deltas.recv().await {
+                    // A gone client does not stop the answer: the turn is still remembered.
+                    let _ = events.unbounded_send(event("delta", &json!({ "text": text })));
+                }
+            }
+        };
+        let work = async {
+            let _slot = state.core.slot().await;
+            let (answer, ()) = tokio::join!(
+                ask::answer_turn(
+                    &state.core,
+                    &key,
+                    &principal.user,
+                    &question,
+                    Some(deltas_tx)
+                ),
+                forward
+            );
+            answer
+        };
+        let last = match state.bounded(work).await {
+            Ok(Ok(answer)) => event("done", &AskResponse::new(answer, conversation_id)),
+            Ok(Err(e)) => error_event(&ApiError::from(e)),
+            Err(cut) => error_event(&cut_notice(cut)),
+        };
+        let _ = events.unbounded_send(last);
+    });
+    Ok(sse(stream))
+}
+
+/// The message an answer cut short ends with.
+pub(super) fn cut_notice(cut: Cut) -> ApiError {
+    match cut {
+        Cut::ShuttingDown => {
+            let mut e = ApiError::shutting_down();
+            e.message =
+                "lore is shutting down, so this answer was cut short; ask again in a moment"
+                    .to_owned();
+            e
+        }
+        Cut::TimedOut => cut.into(),
+    }
+}
+
+fn event(name: &str, data: &impl Serialize) -> Event {
+    Event::default()
+        .event(name)
+        .json_data(data)
+        .unwrap_or_else(|_| Event::default().event(name))
+}
+
+fn error_event(e: &ApiError) -> Event {
+    event(
+        "error",
+        &json!({"error": {"message": e.message, "type": e.kind}}),
+    )
+}
+
+fn sse(stream: futures::channel::mpsc::UnboundedReceiver<Event>) -> Response {
+    Sse::new(stream.map(Ok::<_, Infallible>))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchRequest {
+    query: String,
+    #[serde(default)]
+    tenant: Option<String>,
+    #[serde(default)]
+    top_k: Option<usize>,
+}
+
+/// `POST /v1/search`: the passages retrieval finds in the caller's scope.
+pub async fn search(
+    State(state): State<Arc<HttpState>>,
+    Extension(principal): Extension<Principal>,
+    request: Result<Json<SearchRequest>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let request = body(request)?;
+    let tenant = tenant_of(&principal, request.tenant.as_deref())?;
+    let query = question_text(&request.query)?;
+    let k = request
+        .top_k
+        .unwrap_or(state.app.retriever.settings().top_k);
+    if !(1..=50).contains(&k) {
+        return Err(ApiError::bad_request("top_k must be within 1..=50"));
+    }
+    let key = ConversationKey {
+        platform: PLATFORM.to_owned(),
+        tenant: tenant.clone(),
+        channel: format!("{}/search", principal.user),
+        thread: None,
+    };
+    state.core.admit(&principal.user, &key)?;
+    let scope = state.core.scope(&tenant);
+    let retrieval = state
+        .bounded(state.app.retriever.search(&scope, &query, None, k))
+        .await?
+        .map_err(|e| BotError::Internal(format!("search failed: {e}")))?;
+    let hits: Vec<_> = retrieval
+        .hits
+        .iter()
+        .map(|h| {
+            json!({
+                "score": h.score, "source": h.chunk.source, "text": h.chunk.text,
+                "page": h.chunk.page, "heading": h.chunk.heading, "timestamp": h.chunk.timestamp,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"evidence": retrieval.evidence, "hits": hits})))
+}
+
+/// Uploaded bytes, handed to the core's attachment loader like a chat attachment.
+struct Uploaded(Vec<u8>);
+
+#[async_trait::async_trait]
+impl lore_chat::Download for Uploaded {
+    async fn download(&self, max_bytes: u64) -> Result<Vec<u8>, lore_chat::ChatError> {
+        if self.0.len() as u64 > max_bytes {
+            return Err(lore_chat::ChatError(
+                "the file is over the size limit".into(),
+            ));
+        }
+        Ok(self.0.clone())
+    }
+}
+
+/// One item of an ingest request.
+enum Item {
+    File { name: String, bytes: Vec<u8> },
+    Url(String),
+}
+
+/// `POST /v1/ingest`: files and URLs into the caller's tenant, within its quota; each item
+/// gets its own result, and one bad item does not stop the others.
+pub async fn ingest(
+    State(state): State<Arc<HttpState>>,
+    Extension(principal): Extension<Principal>,
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<Response, ApiError> {
+    let multipart = multipart
+        .map_err(|e| ApiError::bad_request(format!("expected multipart/form-data: {e}")))?;
+    let state2 = state.clone();
+    state
+        .bounded(ingest_items(state2, principal, multipart))
+        .await?
+}
+
+async fn ingest_items(
+    state: Arc<HttpState>,
+    principal: Principal,
+    mut multipart: Multipart,
+) -> Result<Response, ApiError> {
+    let core = &state.core;
+    let max = core.max_file_bytes();
+    let mut items = Vec::new();
+    let mut requested_tenant = None;
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(e) => {
+                let mut err =
+                    ApiError::bad_request(format!("reading the upload failed: {}", e.body_text()));
+                err.status = e.status();
+                return Err(err);
+            }
+        };
+        let name = field.name().unwrap_or("").to_owned();
+        match name.as_str() {
+            "file" => {
+                let file_name = field.file_name().unwrap_or("").to_owned();
+                // Only the last path component: a client path must not shape the source name.
+                let file_name = file_name
+                    .rsplit(['/', '\\'])
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned();
+                if file_name.is_empty() {
+                    return Err(ApiError::bad_request("a file field needs a file name"));
+                }
+                let bytes = field.bytes().await.map_err(|e| {
+                    let mut err = ApiError::bad_request(format!(
+                        "reading {file_name} failed: {}",
+                        e.body_text()
+                    ));
+                    err.status = e.status();
+                    err
+                })?;
+                items.push(Item::File {
+                    name: file_name,
+                    bytes: bytes.to_vec(),
+                });
+            }
+            "url" | "tenant" => {
+                let text = field.text().await.map_err(|e| {
+                    ApiError::bad_request(format!("reading {name}: {}", e.body_text()))
+                })?;
+                if name == "tenant" {
+                    requested_tenant = Some(text);
+                } else {
+                    for url in text.split_whitespace() {
+                        items.push(Item::Url(url.to_owned()));
+                    }
+                }
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown field {other:?}; send file and url fields"
+                )));
+            }
+        }
+    }
+    let tenant = tenant_of(&principal, requested_tenant.as_deref())?;
+    if items.is_empty() {
+        return Err(ApiError::bad_request(
+            "nothing to ingest: send file or url fields",
+        ));
+    }
+    let limits = LoadLimits {
+        max_file_bytes: max,
+        allow_private_hosts: state.app.settings.ingest.allow_private_hosts,
+        fetch_timeout: Duration::from_secs(state.app.settings.ingest.fetch_timeout_secs),
+        ..LoadLimits::default()
+    };
+    let mut results = Vec::new();
+    let mut stored_any = false;
+    let mut failed = 0;
+    for item in items {
+        let (name, outcome) = match item {
+            Item::File { name, bytes } => {
+                let attachment = lore_chat::Attachment {
+                    name: name.clone(),
+                    size: bytes.len() as u64,
+                    content_type: None,
+                    handle: Arc::new(Uploaded(bytes)),
+                };
+                let outcome = async {
+                    let doc = knowledge::load_attachment(&attachment, name.clone(), max).await?;
+                    knowledge::store_document(core, &tenant, doc).await
+                }
+                .await;
+                (name, outcome)
+            }
+            Item::Url(url) => {
+                let outcome = async {
+                    if !(url.starts_with("https://") || url.starts_with("http://")) {
+                        return Err(BotError::Usage("only http(s) URLs can be ingested".into()));
+                    }
+                    let doc = load::fetch_url(&url, &limits)
+                        .await
+                        .map_err(|e| BotError::Ingest(e.to_string()))?;
+                    knowledge::store_document(core, &tenant, doc).await
+                }
+                .await;
+                (url, outcome)
+            }
+        };
+        results.push(match outcome {
+            Ok(SourceOutcome::Stored { chunks, .. }) => {
+                stored_any = true;
+                json!({"name": name, "status": "stored", "chunks": chunks})
+            }
+            Ok(SourceOutcome::Unchanged) => json!({"name": name, "status": "unchanged"}),
+            Err(e) => {
+                failed += 1;
+                tracing::info!(tenant = %tenant, item = %name, error = %e, "ingest item failed");
+                json!({"name": name, "status": "failed", "error": e.to_string()})
+            }
+        });
+    }
+    if stored_any {
+        state.app.store.commit().await?;
+    }
+    let status = if failed == results.len() {
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        axum::http::StatusCode::OK
+    };
+    Ok((status, Json(json!({"results": results}))).into_response())
+}
+
+/// `GET /v1/sources`: the tenant's sources, then the shared ones its questions also see.
+pub async fn sources(
+    State(state): State<Arc<HttpState>>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let tenant = principal.tenant.clone();
+    let store = &state.app.store;
+    let mut list: Vec<_> = store
+        .sources(&TenantScope::only(&tenant))
+        .await?
+        .into_iter()
+        .map(|s| json!({"source": s.source, "chunks": s.chunks, "shared": false}))
+        .collect();
+    let scope = state.core.scope(&tenant);
+    let global = &state.core.settings.global_tenant;
+    if scope.tenants().len() > 1 && *global != tenant {
+        list.extend(
+            store
+                .sources(&TenantScope::only(global))
+                .await?
+                .into_iter()
+                .map(|s| json!({"source": s.source, "chunks": s.chunks, "shared": true})),
+        );
+    }
+    Ok(Json(json!({"tenant": tenant, "sources": list})))
+}
+
+/// `DELETE /v1/sources/{source}`: removes one source of the caller's tenant (never the
+/// shared knowledge base, unless the token's tenant is the shared one).
+pub async fn delete_source(
+    State(state): State<Arc<HttpState>>,
+    Extension(principal): Extension<Principal>,
+    Path(source): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let removed = knowledge::remove_source(&state.core, &principal.tenant, &source).await?;
+    if removed == 0 {
+        return Err(ApiError::not_found(format!(
+            "there is no source named {source:?} in this tenant (see GET /v1/sources)"
+        )));
+    }
+    state.app.store.commit().await?;
+    Ok(Json(json!({"source": source, "removed_chunks": removed})))
+}

@@ -1,0 +1,126 @@
+//! API errors: a status and a message fit to show, as `{"error": {"message", "type"}}`
+//! (the shape OpenAI clients expect, used by every route).
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::Cut;
+use crate::bot::BotError;
+
+/// An error response.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub message: String,
+    /// Seconds for a Retry-After header.
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            kind,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "a valid bearer token is required (Authorization: Bearer <token>)",
+        )
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "permission_error", message)
+    }
+
+    pub fn shutting_down() -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "lore is shutting down; try again in a moment",
+        );
+        e.retry_after = Some(5);
+        e
+    }
+}
+
+impl From<Cut> for ApiError {
+    fn from(cut: Cut) -> Self {
+        match cut {
+            Cut::TimedOut => Self::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                "the request took longer than http.request_timeout_secs",
+            ),
+            Cut::ShuttingDown => Self::shutting_down(),
+        }
+    }
+}
+
+impl From<BotError> for ApiError {
+    fn from(e: BotError) -> Self {
+        let (status, kind) = match &e {
+            BotError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error"),
+            BotError::NotAllowed(_) => (StatusCode::FORBIDDEN, "permission_error"),
+            BotError::Quota(_) => (StatusCode::FORBIDDEN, "quota_exceeded"),
+            BotError::Usage(_) => (StatusCode::BAD_REQUEST, "invalid_request_error"),
+            BotError::Unsupported(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_file"),
+            BotError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            BotError::Ingest(_) => (StatusCode::UNPROCESSABLE_ENTITY, "ingest_error"),
+            BotError::Answer(_) | BotError::Platform(_) => {
+                (StatusCode::BAD_GATEWAY, "upstream_error")
+            }
+            BotError::Store(_) | BotError::Memory(_) | BotError::Internal(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "server_error")
+            }
+        };
+        let retry_after = match &e {
+            BotError::RateLimited(r) => Some(r.seconds()),
+            _ => None,
+        };
+        Self {
+            status,
+            kind,
+            message: e.to_string(),
+            retry_after,
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        BotError::from(e).into()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::warn!(status = self.status.as_u16(), error = %self.message, "request failed");
+        }
+        let body = json!({"error": {"message": self.message, "type": self.kind}});
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&seconds.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        response
+    }
+}
