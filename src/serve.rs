@@ -40,9 +40,31 @@ pub type Surface = (
 
 /// The surfaces that are configured (a token in the environment, a listen address set).
 fn configured_surfaces(ctx: &Arc<ServeContext>) -> Result<Vec<Surface>> {
-    let surfaces: Vec<Surface> = Vec::new();
-    let _ = ctx;
+    let mut surfaces: Vec<Surface> = Vec::new();
+    if let Some(surface) = telegram_surface(ctx) {
+        surfaces.push(surface);
+    }
     Ok(surfaces)
+}
+
+/// Telegram, when `TELEGRAM_BOT_TOKEN` is set in the environment or `.env` (never logged).
+fn telegram_surface(ctx: &Arc<ServeContext>) -> Option<Surface> {
+    let token = ctx
+        .secrets
+        .get("TELEGRAM_BOT_TOKEN")
+        .map(|s| s.expose().to_owned())
+        .filter(|t| !t.trim().is_empty())?;
+    let settings = ctx.app.settings.telegram.clone();
+    let handler: Arc<dyn lore_chat::ChatHandler> = Arc::new(ctx.engine.clone());
+    let shutdown = ctx.shutdown.clone().cancelled_owned();
+    Some((
+        "telegram",
+        Box::pin(async move {
+            lore_telegram::run(settings, token, handler, shutdown)
+                .await
+                .map_err(anyhow::Error::from)
+        }),
+    ))
 }
 
 /// Runs until a signal, or until a surface fails.
