@@ -73,7 +73,10 @@ impl Harness {
             .map(|(k, v)| (k.to_owned(), v.to_owned())),
         )
         .unwrap();
-        assert_eq!(settings.telegram.api_url.as_deref(), Some(fake.url.as_str()));
+        assert_eq!(
+            settings.telegram.api_url.as_deref(),
+            Some(fake.url.as_str())
+        );
         settings.bot.questions_per_user_per_minute = 1000;
         settings.bot.questions_per_channel_per_minute = 1000;
         settings.telegram.edit_interval_ms = 50;
@@ -135,18 +138,43 @@ fn text_of(parts: &[Shown]) -> String {
 async fn dms_are_answered_and_groups_only_when_addressed() {
     let h = Harness::start(|_| {}).await;
     let f = &h.fake;
-    let names: Vec<String> = f.commands().unwrap().as_array().unwrap().iter()
+    let names: Vec<String> = f
+        .commands()
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
         .map(|c| c["command"].as_str().unwrap().to_owned())
         .collect();
-    for wanted in ["ask", "ingest", "forget", "sources", "reset", "knowledge", "help"] {
-        assert!(names.iter().any(|n| n == wanted), "{wanted} not registered: {names:?}");
+    for wanted in [
+        "ask",
+        "ingest",
+        "forget",
+        "sources",
+        "reset",
+        "knowledge",
+        "help",
+    ] {
+        assert!(
+            names.iter().any(|n| n == wanted),
+            "{wanted} not registered: {names:?}"
+        );
     }
 
     // A DM: its owner fills their own knowledge and every message is a question.
     let ann = f.private_chat(501, "Ann");
-    let ingested = h.ask(ann, user(501, "Ann"), &format!("/ingest \"{TEA}\""), json!({})).await;
+    let ingested = h
+        .ask(
+            ann,
+            user(501, "Ann"),
+            &format!("/ingest \"{TEA}\""),
+            json!({}),
+        )
+        .await;
     assert!(text_of(&ingested).contains('✓'), "{}", text_of(&ingested));
-    let answer = h.ask(ann, user(501, "Ann"), "乌龙茶产自哪里？", json!({})).await;
+    let answer = h
+        .ask(ann, user(501, "Ann"), "乌龙茶产自哪里？", json!({}))
+        .await;
     let answer_text = text_of(&answer);
     assert!(answer_text.contains("Sources:"), "{answer_text}");
     assert!(answer_text.contains("福建"), "{answer_text}");
@@ -162,39 +190,84 @@ async fn dms_are_answered_and_groups_only_when_addressed() {
     // A group: knowledge ingested by an admin; a plain message is not for the bot.
     let group = f.supergroup(-1001000000001, "Tea team");
     f.make_admin(group, 601);
-    let ingested = h.ask(group, user(601, "Boss"), &format!("/ingest@{BOT_USERNAME} \"{TEA}\""), json!({})).await;
+    let ingested = h
+        .ask(
+            group,
+            user(601, "Boss"),
+            &format!("/ingest@{BOT_USERNAME} \"{TEA}\""),
+            json!({}),
+        )
+        .await;
     assert!(text_of(&ingested).contains('✓'), "{}", text_of(&ingested));
     let before = f.shown_in(group).len();
     let plain = f.message(group, user(602, "Bob"), "乌龙茶产自哪里？", json!({}));
     f.push("message", &plain);
-    let mention = f.message(group, user(602, "Bob"), &format!("@{BOT_USERNAME} 乌龙茶产自哪里？"), json!({}));
+    let mention = f.message(
+        group,
+        user(602, "Bob"),
+        &format!("@{BOT_USERNAME} 乌龙茶产自哪里？"),
+        json!({}),
+    );
     f.push("message", &mention);
     let reply = f.reply(group, before).await;
     // Events of a chat are handled in order: the plain message was seen and ignored.
     assert_eq!(reply.len(), 1, "{reply:?}");
     assert_eq!(reply[0].reply_to, mention["message_id"].as_i64());
-    assert!(reply[0].visible.contains("Sources:"), "{}", reply[0].visible);
-    assert!(f.shown_in(group).iter().all(|m| m.reply_to != plain["message_id"].as_i64()));
-    let typed_in_group = f.calls("SendChatAction").iter().filter(|c| c.params["chat_id"] == json!(group)).count();
+    assert!(
+        reply[0].visible.contains("Sources:"),
+        "{}",
+        reply[0].visible
+    );
+    assert!(
+        f.shown_in(group)
+            .iter()
+            .all(|m| m.reply_to != plain["message_id"].as_i64())
+    );
+    let typed_in_group = f
+        .calls("SendChatAction")
+        .iter()
+        .filter(|c| c.params["chat_id"] == json!(group))
+        .count();
 
     // A reply to the bot's message, and /ask, are addressed too; /ask for another bot is not.
     let bots_message = json!({"message_id": reply[0].id, "date": 0, "chat": {"id": group, "type": "supergroup", "title": "Tea team"},
                               "from": {"id": BOT_ID, "is_bot": true, "first_name": "Lore", "username": BOT_USERNAME},
                               "text": reply[0].visible});
-    let follow = h.ask(group, user(602, "Bob"), "台湾也产吗？", json!({"reply_to_message": bots_message})).await;
+    let follow = h
+        .ask(
+            group,
+            user(602, "Bob"),
+            "台湾也产吗？",
+            json!({"reply_to_message": bots_message}),
+        )
+        .await;
     assert_eq!(follow.len(), 1);
     let before = f.shown_in(group).len();
-    let other = f.message(group, user(602, "Bob"), "/ask@other_bot 乌龙茶产自哪里？", json!({}));
+    let other = f.message(
+        group,
+        user(602, "Bob"),
+        "/ask@other_bot 乌龙茶产自哪里？",
+        json!({}),
+    );
     f.push("message", &other);
-    let asked = h.ask(group, user(602, "Bob"), "/ask 乌龙茶产自哪里？", json!({})).await;
+    let asked = h
+        .ask(group, user(602, "Bob"), "/ask 乌龙茶产自哪里？", json!({}))
+        .await;
     assert_eq!(f.shown_in(group).len(), before + asked.len());
     assert!(text_of(&asked).contains("Sources:"), "{}", text_of(&asked));
-    assert!(typed_in_group >= 1, "typing shown while answering in the group");
+    assert!(
+        typed_in_group >= 1,
+        "typing shown while answering in the group"
+    );
 
     // An update teloxide cannot read is skipped; the next one is still answered.
     f.push_raw(json!({"message": {"message_id": "not a number", "chat": 5}}));
     let after_bad = h.ask(ann, user(501, "Ann"), "/help", json!({})).await;
-    assert!(text_of(&after_bad).contains("/ingest"), "{}", text_of(&after_bad));
+    assert!(
+        text_of(&after_bad).contains("/ingest"),
+        "{}",
+        text_of(&after_bad)
+    );
     h.stop().await;
 }
 
@@ -205,47 +278,152 @@ async fn documents_are_ingested_by_admins_only_and_chats_stay_apart() {
     let group = f.supergroup(-1001000000002, "Tea team");
     let other_group = f.supergroup(-1001000000003, "Coffee team");
     f.make_admin(group, 601);
-    let tea = f.add_document("F1", "documents/file_1.md", "tea.md", format!("# 乌龙\n\n{TEA}\n").as_bytes());
+    let tea = f.add_document(
+        "F1",
+        "documents/file_1.md",
+        "tea.md",
+        format!("# 乌龙\n\n{TEA}\n").as_bytes(),
+    );
 
-    let refused = h.ask(group, user(602, "Bob"), "", json!({"caption": "/ingest", "document": tea})).await;
-    assert!(text_of(&refused).contains("only an admin"), "{}", text_of(&refused));
-    assert!(f.calls("GetFile").is_empty(), "nothing is downloaded for a refused ingest");
+    let refused = h
+        .ask(
+            group,
+            user(602, "Bob"),
+            "",
+            json!({"caption": "/ingest", "document": tea}),
+        )
+        .await;
+    assert!(
+        text_of(&refused).contains("only an admin"),
+        "{}",
+        text_of(&refused)
+    );
+    assert!(
+        f.calls("GetFile").is_empty(),
+        "nothing is downloaded for a refused ingest"
+    );
 
-    let stored = h.ask(group, user(601, "Boss"), "", json!({"caption": format!("/ingest@{BOT_USERNAME}"), "document": tea})).await;
-    assert!(text_of(&stored).contains("✓ tea.md"), "{}", text_of(&stored));
+    let stored = h
+        .ask(
+            group,
+            user(601, "Boss"),
+            "",
+            json!({"caption": format!("/ingest@{BOT_USERNAME}"), "document": tea}),
+        )
+        .await;
+    assert!(
+        text_of(&stored).contains("✓ tea.md"),
+        "{}",
+        text_of(&stored)
+    );
     assert_eq!(f.calls("GetFile").len(), 1);
 
     // /ingest as a reply to a message that carries a document.
     let green = f.add_document("F2", "documents/file_2.md", "green.md", GREEN_MD.as_bytes());
     let posted = f.message(group, user(602, "Bob"), "", json!({"document": green}));
     f.push("message", &posted);
-    let stored = h.ask(group, user(601, "Boss"), "/ingest", json!({"reply_to_message": posted})).await;
-    assert!(text_of(&stored).contains("✓ green.md"), "{}", text_of(&stored));
+    let stored = h
+        .ask(
+            group,
+            user(601, "Boss"),
+            "/ingest",
+            json!({"reply_to_message": posted}),
+        )
+        .await;
+    assert!(
+        text_of(&stored).contains("✓ green.md"),
+        "{}",
+        text_of(&stored)
+    );
 
     // /ingest as a reply to a text message stores its text.
     let note = f.message(group, user(602, "Bob"), "碧螺春产自苏州太湖。", json!({}));
     f.push("message", &note);
-    let stored = h.ask(group, user(601, "Boss"), "/ingest", json!({"reply_to_message": note})).await;
+    let stored = h
+        .ask(
+            group,
+            user(601, "Boss"),
+            "/ingest",
+            json!({"reply_to_message": note}),
+        )
+        .await;
     assert!(text_of(&stored).contains('✓'), "{}", text_of(&stored));
 
-    let answer = h.ask(group, user(602, "Bob"), &format!("@{BOT_USERNAME} 龙井产自哪里？"), json!({})).await;
+    let answer = h
+        .ask(
+            group,
+            user(602, "Bob"),
+            &format!("@{BOT_USERNAME} 龙井产自哪里？"),
+            json!({}),
+        )
+        .await;
     let answer = text_of(&answer);
-    assert!(answer.contains("Sources:") && answer.contains("green.md"), "{answer}");
-    let answer = text_of(&h.ask(group, user(602, "Bob"), &format!("@{BOT_USERNAME} 碧螺春产自哪里？"), json!({})).await);
+    assert!(
+        answer.contains("Sources:") && answer.contains("green.md"),
+        "{answer}"
+    );
+    let answer = text_of(
+        &h.ask(
+            group,
+            user(602, "Bob"),
+            &format!("@{BOT_USERNAME} 碧螺春产自哪里？"),
+            json!({}),
+        )
+        .await,
+    );
     assert!(answer.contains("苏州"), "{answer}");
 
     // Another chat sees none of it.
-    let elsewhere = text_of(&h.ask(other_group, user(602, "Bob"), &format!("@{BOT_USERNAME} 龙井产自哪里？"), json!({})).await);
-    assert!(!elsewhere.contains("Sources:") && !elsewhere.contains("西湖"), "{elsewhere}");
-    let hits = h.app.retriever.search(&TenantScope::only(&other_group.to_string()), "龙井 绿茶 乌龙茶", None, 10).await.unwrap();
+    let elsewhere = text_of(
+        &h.ask(
+            other_group,
+            user(602, "Bob"),
+            &format!("@{BOT_USERNAME} 龙井产自哪里？"),
+            json!({}),
+        )
+        .await,
+    );
+    assert!(
+        !elsewhere.contains("Sources:") && !elsewhere.contains("西湖"),
+        "{elsewhere}"
+    );
+    let hits = h
+        .app
+        .retriever
+        .search(
+            &TenantScope::only(&other_group.to_string()),
+            "龙井 绿茶 乌龙茶",
+            None,
+            10,
+        )
+        .await
+        .unwrap();
     assert!(hits.hits.is_empty());
-    let hits = h.app.retriever.search(&TenantScope::only(&group.to_string()), "龙井 绿茶", None, 10).await.unwrap();
+    let hits = h
+        .app
+        .retriever
+        .search(
+            &TenantScope::only(&group.to_string()),
+            "龙井 绿茶",
+            None,
+            10,
+        )
+        .await
+        .unwrap();
     assert!(hits.hits.iter().any(|h| h.chunk.source == "green.md"));
 
     // A failed download says why, and neither the reply nor the logs carry the token.
     let lost = f.add_document("F3", "documents/file_3.md", "lost.md", b"# lost\n\ngone");
     f.lose_file("F3");
-    let failed = text_of(&h.ask(group, user(601, "Boss"), "", json!({"caption": "/ingest", "document": lost})).await);
+    let failed = text_of(
+        &h.ask(
+            group,
+            user(601, "Boss"),
+            "",
+            json!({"caption": "/ingest", "document": lost}),
+        )
+        .await,
+    );
     assert!(failed.contains("✗ lost.md"), "{failed}");
     let secret = f.token.split_once(':').unwrap().1;
     assert!(!failed.contains(secret), "{failed}");
@@ -258,52 +436,122 @@ async fn knowledge_chat_posts_and_edits_are_reflected_in_search() {
     let f = &h.fake;
     let group = f.supergroup(-1001000000004, "Ops");
     f.make_admin(group, 601);
-    let refused = text_of(&h.ask(group, user(602, "Bob"), "/knowledge on", json!({})).await);
+    let refused = text_of(
+        &h.ask(group, user(602, "Bob"), "/knowledge on", json!({}))
+            .await,
+    );
     assert!(refused.contains("only an admin"), "{refused}");
-    let on = text_of(&h.ask(group, user(601, "Boss"), "/knowledge on", json!({})).await);
+    let on = text_of(
+        &h.ask(group, user(601, "Boss"), "/knowledge on", json!({}))
+            .await,
+    );
     assert!(on.contains("knowledge channel"), "{on}");
 
-    let post = f.message(group, user(602, "Bob"), "The kettle password is 4417, ask Bob.", json!({}));
+    let post = f.message(
+        group,
+        user(602, "Bob"),
+        "The kettle password is 4417, ask Bob.",
+        json!({}),
+    );
     f.push("message", &post);
-    let first = text_of(&h.ask(group, user(602, "Bob"), &format!("@{BOT_USERNAME} what is the kettle password?"), json!({})).await);
+    let first = text_of(
+        &h.ask(
+            group,
+            user(602, "Bob"),
+            &format!("@{BOT_USERNAME} what is the kettle password?"),
+            json!({}),
+        )
+        .await,
+    );
     assert!(first.contains("4417"), "{first}");
 
     let mut edited = post.clone();
     edited["text"] = json!("The kettle password is 9932 since Monday.");
     edited["edit_date"] = edited["date"].clone();
     f.push("edited_message", &edited);
-    let second = text_of(&h.ask(group, user(602, "Bob"), &format!("@{BOT_USERNAME} what is the kettle password?"), json!({})).await);
-    assert!(second.contains("9932") && !second.contains("4417"), "{second}");
-    let hits = h.app.retriever.search(&TenantScope::only(&group.to_string()), "kettle password", None, 10).await.unwrap();
+    let second = text_of(
+        &h.ask(
+            group,
+            user(602, "Bob"),
+            &format!("@{BOT_USERNAME} what is the kettle password?"),
+            json!({}),
+        )
+        .await,
+    );
+    assert!(
+        second.contains("9932") && !second.contains("4417"),
+        "{second}"
+    );
+    let hits = h
+        .app
+        .retriever
+        .search(
+            &TenantScope::only(&group.to_string()),
+            "kettle password",
+            None,
+            10,
+        )
+        .await
+        .unwrap();
     assert!(hits.hits.iter().any(|h| h.chunk.text.contains("9932")));
     assert!(hits.hits.iter().all(|h| !h.chunk.text.contains("4417")));
     // The post's permalink is its source.
-    assert!(hits.hits.iter().any(|h| h.chunk.source.starts_with("https://t.me/c/1000000004/")), "{:?}", hits.hits.iter().map(|h| &h.chunk.source).collect::<Vec<_>>());
+    assert!(
+        hits.hits
+            .iter()
+            .any(|h| h.chunk.source.starts_with("https://t.me/c/1000000004/")),
+        "{:?}",
+        hits.hits
+            .iter()
+            .map(|h| &h.chunk.source)
+            .collect::<Vec<_>>()
+    );
 
     // A channel: posts come from the channel itself (its admins), edits replace.
     let channel = f.channel(-1002000000001, "Announcements");
     let sender = json!({"id": channel, "type": "channel", "title": "Announcements"});
-    let cmd = f.message(channel, Value::Null, "/knowledge on", json!({"sender_chat": sender}));
+    let cmd = f.message(
+        channel,
+        Value::Null,
+        "/knowledge on",
+        json!({"sender_chat": sender}),
+    );
     let before = f.shown_in(channel).len();
     f.push("channel_post", &cmd);
     assert!(text_of(&f.reply(channel, before).await).contains("knowledge channel"));
-    let news = f.message(channel, Value::Null, "The office moves to Pier 7 in March.", json!({"sender_chat": sender}));
+    let news = f.message(
+        channel,
+        Value::Null,
+        "The office moves to Pier 7 in March.",
+        json!({"sender_chat": sender}),
+    );
     f.push("channel_post", &news);
     let mut fixed = news.clone();
     fixed["text"] = json!("The office moves to Pier 9 in April.");
     fixed["edit_date"] = fixed["date"].clone();
     f.push("edited_channel_post", &fixed);
-    let ask = f.message(channel, Value::Null, &format!("@{BOT_USERNAME} where does the office move?"), json!({"sender_chat": sender}));
+    let ask = f.message(
+        channel,
+        Value::Null,
+        &format!("@{BOT_USERNAME} where does the office move?"),
+        json!({"sender_chat": sender}),
+    );
     let before = f.shown_in(channel).len();
     f.push("channel_post", &ask);
     let answer = text_of(&f.reply(channel, before).await);
-    assert!(answer.contains("Pier 9") && !answer.contains("Pier 7"), "{answer}");
+    assert!(
+        answer.contains("Pier 9") && !answer.contains("Pier 7"),
+        "{answer}"
+    );
     h.stop().await;
 }
 
 /// A local OpenAI-compatible server streaming `pieces` as one answer.
 async fn fake_llm(pieces: Vec<String>) -> String {
-    async fn completions(State(pieces): State<Arc<Vec<String>>>, Json(body): Json<Value>) -> axum::response::Response {
+    async fn completions(
+        State(pieces): State<Arc<Vec<String>>>,
+        Json(body): Json<Value>,
+    ) -> axum::response::Response {
         if body["stream"] == json!(true) {
             let mut sse = String::new();
             for piece in pieces.iter() {
@@ -333,9 +581,13 @@ async fn fake_llm(pieces: Vec<String>) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_streamed_answer_is_paced_split_and_parseable() {
-    let intro = "乌龙茶的制作需要萎凋、做青、杀青、揉捻和干燥等多道工序，每一步都影响香气与滋味。".repeat(40);
+    let intro = "乌龙茶的制作需要萎凋、做青、杀青、揉捻和干燥等多道工序，每一步都影响香气与滋味。"
+        .repeat(40);
+    // (No `x[i]` in the code: the core drops every [n] that names no source, even in code.)
     let code: String = (0..120)
-        .map(|i| format!("    if leaves[{i}] < limit && temp > 80 {{ roast(&mut batch, \"<{i}>\"); }}\n"))
+        .map(|i| {
+            format!("    if leaf({i}) < limit && temp > 80 {{ roast(&mut batch, \"<{i}>\"); }}\n")
+        })
         .collect();
     let outro = "总之，福建和台湾的乌龙茶各有特色 [1]。".repeat(30);
     let pieces = vec![
@@ -357,14 +609,23 @@ async fn a_long_streamed_answer_is_paced_split_and_parseable() {
     .await;
     let f = &h.fake;
     let ann = f.private_chat(501, "Ann");
-    h.ask(ann, user(501, "Ann"), &format!("/ingest \"{TEA}\""), json!({})).await;
+    h.ask(
+        ann,
+        user(501, "Ann"),
+        &format!("/ingest \"{TEA}\""),
+        json!({}),
+    )
+    .await;
     let before = f.shown_in(ann).len();
     let question = f.message(ann, user(501, "Ann"), "乌龙茶产自哪里？", json!({}));
     f.push("message", &question);
     let parts = f
         .wait_for("the whole answer", |f| {
             let shown: Vec<Shown> = f.shown_in(ann).into_iter().skip(before).collect();
-            shown.last().is_some_and(|m| m.visible.contains("Sources:")).then_some(shown)
+            shown
+                .last()
+                .is_some_and(|m| m.visible.contains("Sources:"))
+                .then_some(shown)
         })
         .await;
     assert!(parts.len() >= 3, "{} parts", parts.len());
@@ -373,20 +634,48 @@ async fn a_long_streamed_answer_is_paced_split_and_parseable() {
         let visible = parse_html(&p.source).expect("well-formed Telegram HTML");
         assert_eq!(visible, p.visible);
         assert!(visible.encode_utf16().count() <= 4096);
-        assert_eq!(p.source.matches("<pre>").count(), p.source.matches("</pre>").count());
+        assert_eq!(
+            p.source.matches("<pre>").count(),
+            p.source.matches("</pre>").count()
+        );
     }
     let all = text_of(&parts);
     for i in 0..120 {
-        let line = format!("    if leaves[{i}] < limit && temp > 80 {{ roast(&mut batch, \"<{i}>\"); }}");
-        assert!(all.contains(&line), "code line {i} was cut or lost");
+        let line =
+            format!("    if leaf({i}) < limit && temp > 80 {{ roast(&mut batch, \"<{i}>\"); }}");
+        assert!(
+            all.contains(&line),
+            "code line {i} was cut or lost:\n{}",
+            parts
+                .iter()
+                .map(|p| format!("---- {} chars\n{}", p.visible.chars().count(), p.source))
+                .collect::<String>()
+        );
     }
     assert!(all.contains("福建和台湾的乌龙茶各有特色 [1]"));
-    assert!(parts.iter().any(|p| p.source.starts_with("<pre><code class=\"language-rust\">")), "a code block continues in the next message");
-    let refused: Vec<_> = f.calls("SendMessage").into_iter().chain(f.calls("EditMessageText")).filter_map(|c| c.error).collect();
-    assert!(refused.iter().all(|e| e.contains("not modified")), "{refused:?}");
+    assert!(
+        parts
+            .iter()
+            .any(|p| p.source.starts_with("<pre><code class=\"language-rust\">")),
+        "a code block continues in the next message"
+    );
+    let refused: Vec<_> = f
+        .calls("SendMessage")
+        .into_iter()
+        .chain(f.calls("EditMessageText"))
+        .filter_map(|c| c.error)
+        .collect();
+    assert!(
+        refused.iter().all(|e| e.contains("not modified")),
+        "{refused:?}"
+    );
 
     // Edits of the chat were paced: at most one per 400 ms (with slack for transit).
-    let edits: Vec<_> = f.calls("EditMessageText").into_iter().filter(|c| c.params["chat_id"] == json!(ann)).collect();
+    let edits: Vec<_> = f
+        .calls("EditMessageText")
+        .into_iter()
+        .filter(|c| c.params["chat_id"] == json!(ann))
+        .collect();
     assert!(edits.len() >= 2, "the answer streamed by edits");
     for pair in edits.windows(2) {
         let gap = pair[1].at - pair[0].at;
@@ -400,30 +689,72 @@ async fn refused_html_is_resent_plain_and_429_is_waited_out() {
     let h = Harness::start(|_| {}).await;
     let f = &h.fake;
     let ann = f.private_chat(501, "Ann");
-    h.ask(ann, user(501, "Ann"), &format!("/ingest \"{TEA}\""), json!({})).await;
+    h.ask(
+        ann,
+        user(501, "Ann"),
+        &format!("/ingest \"{TEA}\""),
+        json!({}),
+    )
+    .await;
 
-    f.fail_next("SendMessage", ann, 400, "Bad Request: can't parse entities: Unsupported start tag \"x\" at byte offset 0", None);
+    f.fail_next(
+        "SendMessage",
+        ann,
+        400,
+        "Bad Request: can't parse entities: Unsupported start tag \"x\" at byte offset 0",
+        None,
+    );
     let calls_before = f.calls("SendMessage").len();
-    let answer = h.ask(ann, user(501, "Ann"), "乌龙茶产自哪里？", json!({})).await;
+    let answer = h
+        .ask(ann, user(501, "Ann"), "乌龙茶产自哪里？", json!({}))
+        .await;
     assert_eq!(answer.len(), 1);
     assert!(!answer[0].html, "resent without parse_mode");
-    assert!(answer[0].visible.contains("Sources:"), "{}", answer[0].visible);
+    assert!(
+        answer[0].visible.contains("Sources:"),
+        "{}",
+        answer[0].visible
+    );
     let sends = f.calls("SendMessage");
-    let [refused, resent] = &sends[calls_before..] else { panic!("{:?}", &sends[calls_before..]) };
+    let [refused, resent] = &sends[calls_before..] else {
+        panic!("{:?}", &sends[calls_before..])
+    };
     assert_eq!(refused.params["parse_mode"], json!("HTML"));
     assert!(resent.params.get("parse_mode").is_none());
     // The plain resend is what the HTML would have shown.
     let html = refused.params["text"].as_str().unwrap();
-    assert_eq!(parse_html(html).unwrap(), resent.params["text"].as_str().unwrap());
+    assert_eq!(
+        parse_html(html).unwrap(),
+        resent.params["text"].as_str().unwrap()
+    );
 
-    f.fail_next("SendMessage", ann, 429, "Too Many Requests: retry after 2", Some(2));
+    f.fail_next(
+        "SendMessage",
+        ann,
+        429,
+        "Too Many Requests: retry after 2",
+        Some(2),
+    );
     let calls_before = f.calls("SendMessage").len();
-    let answer = h.ask(ann, user(501, "Ann"), "乌龙茶产自哪里？", json!({})).await;
+    let answer = h
+        .ask(ann, user(501, "Ann"), "乌龙茶产自哪里？", json!({}))
+        .await;
     assert!(text_of(&answer).contains("Sources:"));
     let sends = f.calls("SendMessage");
-    let [limited, retried] = &sends[calls_before..] else { panic!("{:?}", &sends[calls_before..]) };
-    assert!(limited.error.as_deref().is_some_and(|e| e.starts_with("Too Many Requests")));
+    let [limited, retried] = &sends[calls_before..] else {
+        panic!("{:?}", &sends[calls_before..])
+    };
+    assert!(
+        limited
+            .error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("Too Many Requests"))
+    );
     assert!(retried.error.is_none());
-    assert!(retried.at - limited.at >= Duration::from_secs(2), "retried after {:?}", retried.at - limited.at);
+    assert!(
+        retried.at - limited.at >= Duration::from_secs(2),
+        "retried after {:?}",
+        retried.at - limited.at
+    );
     h.stop().await;
 }
