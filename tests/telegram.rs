@@ -758,3 +758,83 @@ async fn refused_html_is_resent_plain_and_429_is_waited_out() {
     );
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_mode_takes_updates_only_with_the_secret() {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let hook_url = format!("http://127.0.0.1:{port}/telegram-hook");
+    let h = Harness::start(|s| {
+        s.telegram.webhook_url = Some(hook_url.clone());
+        s.telegram.webhook_listen = Some(format!("127.0.0.1:{port}"));
+    })
+    .await;
+    let f = &h.fake;
+    let hook = f.wait_for("setWebhook", |f| f.webhook()).await;
+    assert_eq!(hook["url"], json!(hook_url));
+    assert_eq!(
+        hook["max_connections"],
+        json!(1),
+        "one connection keeps updates in order"
+    );
+    let secret = hook["secret_token"].as_str().unwrap().to_owned();
+    assert!(secret.len() >= 32);
+
+    let client = reqwest::Client::new();
+    let deliver = |update: Value, secret: String| {
+        client
+            .post(&hook_url)
+            .header("content-type", "application/json")
+            .header("X-Telegram-Bot-Api-Secret-Token", secret)
+            .body(update.to_string())
+            .send()
+    };
+    let ann = f.private_chat(501, "Ann");
+    let forged = f.message(ann, user(501, "Ann"), "/sources", json!({}));
+    let status = deliver(json!({"update_id": 1, "message": forged}), "guess".into())
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 401);
+
+    let help = f.message(ann, user(501, "Ann"), "/help", json!({}));
+    let update = json!({"update_id": 2, "message": help});
+    assert!(
+        deliver(update.clone(), secret.clone())
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    let reply = f.reply(ann, 0).await;
+    assert!(text_of(&reply).contains("/ingest"), "{}", text_of(&reply));
+    // Telegram redelivers when it missed our answer: handled once.
+    assert!(
+        deliver(update, secret.clone())
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    let again = f.message(ann, user(501, "Ann"), "/help", json!({}));
+    assert!(
+        deliver(json!({"update_id": 3, "message": again}), secret.clone())
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    f.reply(ann, 1).await;
+    assert_eq!(
+        f.shown_in(ann).len(),
+        2,
+        "the forged and the repeated update got no answer"
+    );
+    assert!(
+        f.calls("GetUpdates").is_empty(),
+        "no long polling in webhook mode"
+    );
+    h.stop().await;
+}

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::extract::FromRequest;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -70,6 +70,8 @@ struct World {
     calls: Vec<Call>,
     faults: Vec<Fault>,
     commands: Option<Value>,
+    /// The webhook set with setWebhook (url, secret_token, ...).
+    webhook: Option<Value>,
 }
 
 struct Shared {
@@ -252,6 +254,10 @@ impl FakeTelegram {
         })
     }
 
+    pub fn webhook(&self) -> Option<Value> {
+        self.world(|w| w.webhook.clone())
+    }
+
     pub fn commands(&self) -> Option<Value> {
         self.world(|w| w.commands.clone())
     }
@@ -344,16 +350,40 @@ async fn file(State(s): State<Arc<Shared>>, Path((bot, path)): Path<(String, Str
 async fn method(
     State(s): State<Arc<Shared>>,
     Path((bot, method)): Path<(String, String)>,
-    body: Bytes,
+    request: axum::extract::Request,
 ) -> Response {
     if bot != format!("bot{}", s.token) {
         return err(401, "Unauthorized", None);
     }
-    let params: Value = serde_json::from_slice(&body).unwrap_or(json!({}));
-    let params = if params.is_object() {
-        params
+    let multipart = request
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let params = if multipart {
+        // setWebhook and uploads: every field is text, JSON-encoded where structured.
+        let mut form = match axum::extract::Multipart::from_request(request, &()).await {
+            Ok(form) => form,
+            Err(_) => return err(400, "Bad Request: bad multipart body", None),
+        };
+        let mut params = serde_json::Map::new();
+        while let Ok(Some(field)) = form.next_field().await {
+            let name = field.name().unwrap_or("").to_owned();
+            let text = field.text().await.unwrap_or_default();
+            let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            params.insert(name, value);
+        }
+        Value::Object(params)
     } else {
-        json!({})
+        let body = axum::body::to_bytes(request.into_body(), 10 << 20)
+            .await
+            .unwrap_or_default();
+        let params: Value = serde_json::from_slice(&body).unwrap_or(json!({}));
+        if params.is_object() {
+            params
+        } else {
+            json!({})
+        }
     };
     let response = if method == "GetUpdates" {
         get_updates(&s, &params).await
@@ -392,6 +422,13 @@ fn bad(description: impl Into<String>) -> Outcome {
 }
 
 async fn get_updates(s: &Shared, params: &Value) -> Outcome {
+    if s.world.lock().unwrap().webhook.is_some() {
+        return Err((
+            409,
+            "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first".into(),
+            None,
+        ));
+    }
     let offset = params["offset"].as_i64().unwrap_or(0);
     let timeout = params["timeout"].as_u64().unwrap_or(0).min(50);
     let limit = params["limit"].as_u64().unwrap_or(100).clamp(1, 100) as usize;
@@ -430,9 +467,29 @@ fn call(w: &mut World, method: &str, p: &Value) -> Outcome {
             );
             Ok(me)
         }
-        "GetWebhookInfo" => Ok(json!({"url": "", "has_custom_certificate": false,
-                                      "pending_update_count": w.updates.len()})),
-        "DeleteWebhook" | "SendChatAction" => Ok(json!(true)),
+        "GetWebhookInfo" => {
+            let url = w.webhook.as_ref().map_or(json!(""), |h| h["url"].clone());
+            Ok(json!({"url": url, "has_custom_certificate": false,
+                      "pending_update_count": w.updates.len()}))
+        }
+        "DeleteWebhook" => {
+            w.webhook = None;
+            Ok(json!(true))
+        }
+        "SetWebhook" => {
+            let url = p["url"].as_str().unwrap_or("");
+            let secret = p["secret_token"].as_str().unwrap_or("");
+            let secret_ok = secret
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                && secret.len() <= 256;
+            if !url.starts_with("http") || !secret_ok {
+                return bad("bad webhook: invalid URL or secret token");
+            }
+            w.webhook = Some(p.clone());
+            Ok(json!(true))
+        }
+        "SendChatAction" => Ok(json!(true)),
         "SetMyCommands" => {
             let Some(list) = p["commands"].as_array() else {
                 return bad("commands must be an array");

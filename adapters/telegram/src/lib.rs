@@ -11,6 +11,7 @@ pub mod html;
 mod redact;
 pub mod sink;
 pub mod update;
+mod webhook;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -51,6 +52,12 @@ pub struct TelegramSettings {
     /// A 429 asking to wait longer than this fails the request instead of waiting.
     #[serde(default = "default_max_retry_after_secs")]
     pub max_retry_after_secs: u64,
+    /// Public HTTPS URL Telegram posts updates to; unset = long polling.
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    /// Address the webhook listener binds (behind the TLS proxy that serves `webhook_url`).
+    #[serde(default)]
+    pub webhook_listen: Option<String>,
 }
 
 fn default_edit_interval_ms() -> u64 {
@@ -75,6 +82,8 @@ impl Default for TelegramSettings {
             poll_timeout_secs: default_poll_timeout_secs(),
             admin_cache_secs: default_admin_cache_secs(),
             max_retry_after_secs: default_max_retry_after_secs(),
+            webhook_url: None,
+            webhook_listen: None,
         }
     }
 }
@@ -93,22 +102,48 @@ impl TelegramSettings {
         {
             return Err(("telegram.api_url".into(), "must be an http(s) URL".into()));
         }
+        if let Some(url) = &self.webhook_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err((
+                    "telegram.webhook_url".into(),
+                    "must be an http(s) URL (Telegram itself requires https)".into(),
+                ));
+            }
+            let listen_ok = self
+                .webhook_listen
+                .as_deref()
+                .is_some_and(|l| l.parse::<std::net::SocketAddr>().is_ok());
+            if !listen_ok {
+                return Err((
+                    "telegram.webhook_listen".into(),
+                    "must be an address such as 127.0.0.1:8443 when webhook_url is set".into(),
+                ));
+            }
+        }
         Ok(())
     }
 }
 
+/// The updates lore asks Telegram for.
+const ALLOWED_UPDATES: [AllowedUpdate; 4] = [
+    AllowedUpdate::Message,
+    AllowedUpdate::EditedMessage,
+    AllowedUpdate::ChannelPost,
+    AllowedUpdate::EditedChannelPost,
+];
+
 /// Why the Telegram surface could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct TelegramError(String);
+pub struct TelegramError(pub(crate) String);
 
 /// Longest pause between failed polls.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How often "typing…" is renewed while an answer is being prepared.
 const TYPING_EVERY: Duration = Duration::from_secs(4);
 
-/// Connects with `token`, registers the commands and long-polls until `shutdown`
-/// resolves; then confirms the updates handled and waits for the replies under way.
+/// Connects with `token`, registers the commands and long-polls (or, with `webhook_url`,
+/// takes webhook deliveries) until `shutdown` resolves; then waits for the replies under way.
 pub async fn run(
     settings: TelegramSettings,
     token: String,
@@ -149,7 +184,6 @@ pub async fn run(
         username: me.user.username.clone().unwrap_or_default(),
     };
     tracing::info!(bot = %me.username, "connected to Telegram");
-    prepare_polling(&bot, &redactor).await;
     let commands = update::COMMANDS
         .iter()
         .map(|(name, about)| BotCommand::new(*name, *about));
@@ -176,12 +210,19 @@ pub async fn run(
         handler,
         me,
     };
-    let (offset, mut inflight) = poll(&bot, &settings, &router, &redactor, shutdown).await;
-    // Confirms what was handled, so a restart does not see it again.
-    let confirm = bot.get_updates().offset(offset).limit(1).timeout(0);
-    if let Err(e) = tokio::time::timeout(Duration::from_secs(10), confirm.send()).await {
-        tracing::warn!(error = %e, "could not confirm the last updates");
-    }
+    let mut inflight = match &settings.webhook_url {
+        Some(url) => webhook::serve(&bot, &settings, url, &router, shutdown).await?,
+        None => {
+            prepare_polling(&bot, &redactor).await;
+            let (offset, inflight) = poll(&bot, &settings, &router, &redactor, shutdown).await;
+            // Confirms what was handled, so a restart does not see it again.
+            let confirm = bot.get_updates().offset(offset).limit(1).timeout(0);
+            if let Err(e) = tokio::time::timeout(Duration::from_secs(10), confirm.send()).await {
+                tracing::warn!(error = %e, "could not confirm the last updates");
+            }
+            inflight
+        }
+    };
     // The core finishes (or the caller's grace period abandons) the replies under way.
     while inflight.join_next().await.is_some() {}
     tracing::info!("Telegram stopped");
@@ -215,18 +256,12 @@ async fn poll(
     let mut offset = 0;
     let mut backoff = Duration::from_secs(1);
     let mut inflight = JoinSet::new();
-    let allowed = [
-        AllowedUpdate::Message,
-        AllowedUpdate::EditedMessage,
-        AllowedUpdate::ChannelPost,
-        AllowedUpdate::EditedChannelPost,
-    ];
     loop {
         let request = bot
             .get_updates()
             .offset(offset)
             .timeout(settings.poll_timeout_secs)
-            .allowed_updates(allowed.clone())
+            .allowed_updates(ALLOWED_UPDATES)
             .send();
         let result = tokio::select! {
             () = &mut shutdown => break,
@@ -269,16 +304,16 @@ async fn poll(
 }
 
 /// Turns updates into core events and keeps track of the ones being handled.
-struct Router {
+pub(crate) struct Router {
     files: TelegramFile,
-    outbox: Arc<Outbox>,
+    pub(crate) outbox: Arc<Outbox>,
     admins: Admins,
     handler: Arc<dyn ChatHandler>,
     me: Identity,
 }
 
 impl Router {
-    async fn dispatch(&self, update: Update, inflight: &mut JoinSet<()>) {
+    pub(crate) async fn dispatch(&self, update: Update, inflight: &mut JoinSet<()>) {
         let Some(mut t) = translate(&update, &self.me, &self.files) else {
             if let UpdateKind::Error(_) = update.kind {
                 tracing::warn!(update = update.id.0, "unreadable update skipped");
