@@ -114,11 +114,16 @@ impl Outbox {
         tokio::time::sleep_until(at).await;
     }
 
-    /// After an edit went through, a slowed-down chat drifts back to the base interval.
-    fn edit_succeeded(&self, chat: i64) {
+    /// After an edit was answered, the next one waits a full interval from now (so
+    /// Telegram sees them apart however long this one took), and a slowed-down chat drifts
+    /// back to the base interval.
+    fn edit_done(&self, chat: i64, ok: bool) {
         let base = self.edit_interval;
         self.with_pace(chat, |p| {
-            p.interval = (p.interval.mul_f64(0.9)).max(base);
+            if ok {
+                p.interval = (p.interval.mul_f64(0.9)).max(base);
+            }
+            p.next_edit = p.next_edit.max(Instant::now() + p.interval);
         });
     }
 
@@ -165,10 +170,13 @@ impl Outbox {
         }
         match result {
             Ok(_) | Err(RequestError::Api(ApiError::MessageNotModified)) => {
-                self.edit_succeeded(chat);
+                self.edit_done(chat, true);
                 Ok(())
             }
-            Err(e) => Err(self.error(&e)),
+            Err(e) => {
+                self.edit_done(chat, false);
+                Err(self.error(&e))
+            }
         }
     }
 
