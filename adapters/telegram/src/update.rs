@@ -139,7 +139,7 @@ fn translate_message(
         attachments,
         addressing,
         permalink: permalink(&m.chat, m.id),
-        timestamp: Some(timestamp.to_rfc3339()),
+        timestamp: Some(rfc3339(timestamp.timestamp())),
     };
     Some(Translated {
         topic: if m.is_topic_message {
@@ -217,7 +217,8 @@ fn strip_mentions(text: &str, entities: &[MessageEntity], me: &Identity) -> (Str
     // `@username` mentions, found in the text itself so they count even without entities.
     let handle = format!("@{}", me.username.to_lowercase());
     let lower = text.to_lowercase();
-    if lower.len() == text.len() {
+    // Lowercasing can change byte lengths (rare scripts); then only entities count.
+    if lower.len() == text.len() && !me.username.is_empty() {
         let mut from = 0;
         while let Some(i) = lower[from..].find(&handle) {
             let start = from + i;
@@ -310,6 +311,26 @@ fn parse_command(text: &str, me: &Identity, private: bool) -> Option<SlashComman
     })
 }
 
+/// Unix seconds as RFC 3339 UTC (`2026-12-02T14:33:49Z`), by the civil-from-days algorithm.
+fn rfc3339(unix: i64) -> String {
+    let (days, secs) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
 /// A link to the message where Telegram has one (supergroups and channels).
 fn permalink(chat: &Chat, id: MessageId) -> Option<String> {
     let ChatKind::Public(public) = &chat.kind else {
@@ -373,6 +394,13 @@ mod tests {
             ("knowledge_channel", "on")
         );
         assert!(parse_command("just text", &me, true).is_none());
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_795_869_229), "2026-11-28T12:33:49Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
     }
 
     #[test]
