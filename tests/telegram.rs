@@ -546,33 +546,71 @@ async fn knowledge_chat_posts_and_edits_are_reflected_in_search() {
     h.stop().await;
 }
 
-/// A local OpenAI-compatible server streaming `pieces` as one answer.
-async fn fake_llm(pieces: Vec<String>) -> String {
+/// What the fake model streams, and the chat whose progress paces it.
+struct Stream {
+    pieces: Vec<String>,
+    telegram: std::sync::OnceLock<(FakeTelegram, i64)>,
+}
+
+/// Messages sent or edited in `chat` so far.
+fn shown_calls(f: &FakeTelegram, chat: i64) -> usize {
+    ["SendMessage", "EditMessageText"]
+        .iter()
+        .flat_map(|m| f.calls(m))
+        .filter(|c| c.params["chat_id"] == json!(chat) && c.error.is_none())
+        .count()
+}
+
+/// A local OpenAI-compatible server streaming `pieces` as one answer. Piece i goes out once
+/// the bot has shown i messages or edits since the stream began, so every piece is seen.
+async fn fake_llm(stream: Arc<Stream>) -> String {
     async fn completions(
-        State(pieces): State<Arc<Vec<String>>>,
+        State(stream): State<Arc<Stream>>,
         Json(body): Json<Value>,
     ) -> axum::response::Response {
-        if body["stream"] == json!(true) {
-            let mut sse = String::new();
-            for piece in pieces.iter() {
-                let chunk = json!({"id": "c1", "object": "chat.completion.chunk",
-                    "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": null}]});
-                sse.push_str(&format!("data: {chunk}\n\n"));
-            }
-            let end = json!({"id": "c1", "object": "chat.completion.chunk",
-                "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
-            sse.push_str(&format!("data: {end}\n\ndata: [DONE]\n\n"));
-            ([("content-type", "text/event-stream")], sse).into_response()
-        } else {
-            Json(json!({"id": "c0", "object": "chat.completion",
+        if body["stream"] != json!(true) {
+            return Json(json!({"id": "c0", "object": "chat.completion",
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": ""}, "finish_reason": "stop"}],
                 "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}))
-            .into_response()
+            .into_response();
         }
+        let (fake, chat) = stream.telegram.get().cloned().expect("telegram is set");
+        let base = shown_calls(&fake, chat);
+        let chunks = futures::stream::unfold(0usize, move |i| {
+            let (stream, fake) = (stream.clone(), fake.clone());
+            async move {
+                let n = stream.pieces.len();
+                if i > n {
+                    return None;
+                }
+                if i == n {
+                    let end = json!({"id": "c1", "object": "chat.completion.chunk",
+                        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
+                    return Some((
+                        Ok::<_, std::io::Error>(format!("data: {end}\n\ndata: [DONE]\n\n")),
+                        i + 1,
+                    ));
+                }
+                if i > 0 {
+                    fake.wait_for("the bot to show the last piece", |f| {
+                        (shown_calls(f, chat) >= base + i).then_some(())
+                    })
+                    .await;
+                }
+                let chunk = json!({"id": "c1", "object": "chat.completion.chunk",
+                    "choices": [{"index": 0, "delta": {"content": stream.pieces[i]}, "finish_reason": null}]});
+                Some((Ok(format!("data: {chunk}\n\n")), i + 1))
+            }
+        });
+        (
+            [("content-type", "text/event-stream")],
+            axum::body::Body::from_stream(chunks),
+        )
+            .into_response()
     }
     let app = axum::Router::new()
         .route("/v1/chat/completions", axum::routing::post(completions))
-        .with_state(Arc::new(pieces));
+        .with_state(stream);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/v1", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -581,8 +619,8 @@ async fn fake_llm(pieces: Vec<String>) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_streamed_answer_is_paced_split_and_parseable() {
-    let intro = "乌龙茶的制作需要萎凋、做青、杀青、揉捻和干燥等多道工序，每一步都影响香气与滋味。"
-        .repeat(40);
+    let sentence =
+        "乌龙茶的制作需要萎凋、做青、杀青、揉捻和干燥等多道工序，每一步都影响香气与滋味。";
     // (No `x[i]` in the code: the core drops every [n] that names no source, even in code.)
     let code: String = (0..120)
         .map(|i| {
@@ -590,14 +628,18 @@ async fn a_long_streamed_answer_is_paced_split_and_parseable() {
         })
         .collect();
     let outro = "总之，福建和台湾的乌龙茶各有特色 [1]。".repeat(30);
+    // Three short pieces, each shown as an edit, then the long rest in one piece.
     let pieces = vec![
-        intro[..intro.len() / 2].to_owned(),
-        intro[intro.len() / 2..].to_owned() + "\n\n```rust\n",
-        code[..code.len() / 2].to_owned(),
-        code[code.len() / 2..].to_owned() + "```\n\n",
-        outro.clone(),
+        sentence.repeat(2),
+        sentence.repeat(2),
+        sentence.repeat(2),
+        format!("{}\n\n```rust\n{code}```\n\n{outro}", sentence.repeat(34)),
     ];
-    let llm = fake_llm(pieces).await;
+    let stream = Arc::new(Stream {
+        pieces,
+        telegram: std::sync::OnceLock::new(),
+    });
+    let llm = fake_llm(stream.clone()).await;
     let h = Harness::start(|s| {
         s.llm.provider = "openai".into();
         s.llm.base_url = Some(llm.clone());
@@ -609,6 +651,7 @@ async fn a_long_streamed_answer_is_paced_split_and_parseable() {
     .await;
     let f = &h.fake;
     let ann = f.private_chat(501, "Ann");
+    let _ = stream.telegram.set((f.clone(), ann));
     h.ask(
         ann,
         user(501, "Ann"),
@@ -676,7 +719,11 @@ async fn a_long_streamed_answer_is_paced_split_and_parseable() {
         .into_iter()
         .filter(|c| c.params["chat_id"] == json!(ann))
         .collect();
-    assert!(edits.len() >= 2, "the answer streamed by edits");
+    assert!(
+        edits.len() >= 4,
+        "three previews and the final text: {}",
+        edits.len()
+    );
     for pair in edits.windows(2) {
         let gap = pair[1].at - pair[0].at;
         assert!(gap >= Duration::from_millis(400), "edits {gap:?} apart");
@@ -837,4 +884,67 @@ async fn webhook_mode_takes_updates_only_with_the_secret() {
         "no long polling in webhook mode"
     );
     h.stop().await;
+}
+
+/// Kills the child if the test ends before it exits.
+struct Child(Option<std::process::Child>);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lore_serve_starts_telegram_from_the_token_and_stops_on_sigterm() {
+    let fake = FakeTelegram::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let mut serve = Child(Some(
+        std::process::Command::new(env!("CARGO_BIN_EXE_lore"))
+            .arg("serve")
+            .env("LORE_STORE__DATA_DIR", data.path())
+            .env("LORE_EMBEDDING__PROVIDER", "none")
+            .env("LORE_TELEGRAM__API_URL", &fake.url)
+            .env("TELEGRAM_BOT_TOKEN", &fake.token)
+            .env_remove("DISCORD_TOKEN")
+            .env("RUST_LOG", "debug")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    fake.wait_for("setMyCommands", |f| f.commands()).await;
+    let ann = fake.private_chat(501, "Ann");
+    let m = fake.message(ann, user(501, "Ann"), "/help", json!({}));
+    fake.push("message", &m);
+    let reply = fake.reply(ann, 0).await;
+    assert!(text_of(&reply).contains("/ingest"), "{}", text_of(&reply));
+
+    let child = serve.0.take().unwrap();
+    let pid = child.id().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let waiting = tokio::task::spawn_blocking(move || child.wait_with_output());
+    let out = tokio::time::timeout(Duration::from_secs(60), waiting)
+        .await
+        .expect("lore serve stops on SIGTERM")
+        .unwrap()
+        .unwrap();
+    let logs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{logs}");
+    assert!(logs.contains("telegram"), "{logs}");
+    assert!(
+        !logs.contains(fake.token.split_once(':').unwrap().1),
+        "token in the logs"
+    );
 }

@@ -124,10 +124,16 @@ impl FakeTelegram {
         Self { url, token, shared }
     }
 
+    /// Changes the world and wakes everyone waiting on it.
     fn world<R>(&self, f: impl FnOnce(&mut World) -> R) -> R {
         let r = f(&mut self.shared.world.lock().unwrap());
         self.shared.changed.notify_waiters();
         r
+    }
+
+    /// Reads the world (waking nobody, so a waiter's check cannot wake itself).
+    fn read<R>(&self, f: impl FnOnce(&World) -> R) -> R {
+        f(&self.shared.world.lock().unwrap())
     }
 
     pub fn private_chat(&self, user_id: i64, name: &str) -> i64 {
@@ -235,7 +241,7 @@ impl FakeTelegram {
     }
 
     pub fn calls(&self, method: &str) -> Vec<Call> {
-        self.world(|w| {
+        self.read(|w| {
             w.calls
                 .iter()
                 .filter(|c| c.method == method)
@@ -245,7 +251,7 @@ impl FakeTelegram {
     }
 
     pub fn shown_in(&self, chat: i64) -> Vec<Shown> {
-        self.world(|w| {
+        self.read(|w| {
             w.shown
                 .iter()
                 .filter(|s| s.chat == chat && !s.deleted)
@@ -255,11 +261,11 @@ impl FakeTelegram {
     }
 
     pub fn webhook(&self) -> Option<Value> {
-        self.world(|w| w.webhook.clone())
+        self.read(|w| w.webhook.clone())
     }
 
     pub fn commands(&self) -> Option<Value> {
-        self.world(|w| w.commands.clone())
+        self.read(|w| w.commands.clone())
     }
 
     /// Waits until `check` returns Some, re-checking on every change (generous bound).
