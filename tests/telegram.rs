@@ -720,8 +720,9 @@ async fn a_long_streamed_answer_is_paced_split_and_parseable() {
         .filter(|c| c.params["chat_id"] == json!(ann))
         .collect();
     assert!(
-        edits.len() >= 4,
-        "three previews and the final text: {}",
+        // Pieces 2 and 3 wait for their edits; the last may be outrun by the final text.
+        edits.len() >= 3,
+        "two previews and the final text: {}",
         edits.len()
     );
     for pair in edits.windows(2) {
