@@ -230,6 +230,9 @@ impl Settings {
         if let Err((k, reason)) = self.http.validate() {
             return Err(key(&k, reason));
         }
+        if let Err((k, reason)) = self.telegram.validate() {
+            return Err(key(&k, reason));
+        }
         let r = &self.retrieval;
         if r.top_k == 0 || r.top_k > 100 {
             return Err(key(

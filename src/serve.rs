@@ -48,6 +48,7 @@ fn configured_surfaces(ctx: &Arc<ServeContext>) -> Result<Vec<Surface>> {
     if ctx.app.settings.http.listen.is_some() {
         surfaces.push(("http", Box::pin(crate::http::serve(ctx.clone()))));
     }
+    surfaces.extend(telegram_surface(ctx));
     Ok(surfaces)
 }
 
@@ -74,6 +75,26 @@ fn discord_surface(ctx: &Arc<ServeContext>) -> Result<Option<Surface>> {
         Ok::<(), anyhow::Error>(())
     };
     Ok(Some(("discord", Box::pin(running))))
+}
+
+/// Telegram, when `TELEGRAM_BOT_TOKEN` is set in the environment or `.env` (never logged).
+fn telegram_surface(ctx: &Arc<ServeContext>) -> Option<Surface> {
+    let token = ctx
+        .secrets
+        .get("TELEGRAM_BOT_TOKEN")
+        .map(|s| s.expose().to_owned())
+        .filter(|t| !t.trim().is_empty())?;
+    let settings = ctx.app.settings.telegram.clone();
+    let handler: Arc<dyn lore_chat::ChatHandler> = Arc::new(ctx.engine.clone());
+    let shutdown = ctx.shutdown.clone().cancelled_owned();
+    Some((
+        "telegram",
+        Box::pin(async move {
+            lore_telegram::run(settings, token, handler, shutdown)
+                .await
+                .map_err(anyhow::Error::from)
+        }),
+    ))
 }
 
 /// Runs until a signal, or until a surface fails.
