@@ -757,7 +757,8 @@ async fn refused_html_is_resent_plain_and_429_is_waited_out() {
         .ask(ann, user(501, "Ann"), "乌龙茶产自哪里？", json!({}))
         .await;
     assert_eq!(answer.len(), 1);
-    assert!(!answer[0].html, "resent without parse_mode");
+    // Whether the refused send was a streaming preview (later edited as HTML) or the final
+    // text depends on timing, so the resend is checked in the call log below, not on screen.
     assert!(
         answer[0].visible.contains("Sources:"),
         "{}",
