@@ -121,13 +121,23 @@ impl Core {
     /// Waits for one of the `bot.max_concurrent_channels` answering slots, for surfaces
     /// that do not go through [`Engine::submit`] (the HTTP API); hold it while answering.
     pub async fn slot(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.slot_or_queue(|_| async {}).await.0
+    }
+
+    /// Takes a free slot, or joins the queue, calls `on_queued` with the 1-based position
+    /// (to tell the asker) and waits for a slot.
+    async fn slot_or_queue<T, F: Future<Output = T>>(
+        &self,
+        on_queued: impl FnOnce(usize) -> F,
+    ) -> (tokio::sync::SemaphorePermit<'_>, Option<T>) {
         if let Ok(permit) = self.permits.try_acquire() {
-            return permit;
+            return (permit, None);
         }
-        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let position = self.waiting.fetch_add(1, Ordering::Relaxed) + 1;
+        let queued = on_queued(position).await;
         let permit = self.permits.acquire().await.expect("never closed");
         self.waiting.fetch_sub(1, Ordering::Relaxed);
-        permit
+        (permit, Some(queued))
     }
 
     /// The inbound question limits: `user` (unique within the key's platform) and the
@@ -282,22 +292,19 @@ impl ChatHandler for Engine {
 /// Handles one event: knowledge upkeep, then an answer or a reason if the bot is addressed.
 async fn process(core: &Arc<Core>, event: IncomingEvent, sink: Arc<dyn ReplySink>) {
     let addressed = event.addressing.is_addressed() && event.kind == EventKind::Posted;
-    let (permit, notice) = match core.permits.try_acquire() {
-        Ok(permit) => (permit, None),
-        Err(_) => {
-            let position = core.waiting.fetch_add(1, Ordering::Relaxed) + 1;
-            let notice = if addressed {
-                sink.send(&format!("⏳ You are number {position} in the queue."))
-                    .await
-                    .ok()
-            } else {
-                None
-            };
-            let permit = core.permits.acquire().await.expect("never closed");
-            core.waiting.fetch_sub(1, Ordering::Relaxed);
-            (permit, notice)
-        }
-    };
+    let queue_sink = &sink;
+    let (permit, notice) = core
+        .slot_or_queue(|position| async move {
+            if !addressed {
+                return None;
+            }
+            queue_sink
+                .send(&format!("⏳ You are number {position} in the queue."))
+                .await
+                .ok()
+        })
+        .await;
+    let notice = notice.flatten();
     if core.knowledge.is_enabled(&event) {
         keep_knowledge(core, &event, &sink).await;
     }
