@@ -61,69 +61,6 @@ fn seq<'a>(v: &'a Value, what: &str) -> &'a Vec<Value> {
 // ---------------------------------------------------------------------------------------
 // lore check-config
 
-/// Keys the deploy files use that other branches of issue 9 add (Qdrant server backend,
-/// Discord sharding, Telegram webhook). While this build's settings.toml does not document
-/// a key, an "unknown field/variant" error for it is tolerated: the line (or env var) is
-/// dropped, said so on stderr, and the rest is checked. Once settings.toml documents the
-/// key, it is checked like any other and an error fails the test.
-const PENDING: &[(&str, &str, Option<&str>)] = &[
-    ("store", "backend", Some("qdrant")),
-    ("store", "url", None),
-    ("store", "collection", None),
-    ("discord", "shards", None),
-    ("telegram", "webhook_url", None),
-];
-
-/// The lines of `section` in a TOML text (between its header and the next header).
-fn section_lines<'a>(toml: &'a str, section: &str) -> Vec<&'a str> {
-    let mut inside = false;
-    let mut lines = Vec::new();
-    for line in toml.lines() {
-        let t = line.trim();
-        if t.starts_with('[') {
-            inside = t.trim_start_matches('[').trim_end_matches(']').trim() == section;
-            continue;
-        }
-        if inside {
-            lines.push(line);
-        }
-    }
-    lines
-}
-
-fn assigns(line: &str, key: &str) -> bool {
-    let t = line.trim_start().trim_start_matches('#').trim_start();
-    t.strip_prefix(key)
-        .is_some_and(|rest| rest.trim_start().starts_with('='))
-}
-
-/// Whether this build's settings.toml documents the pending key (or the variant).
-fn documented(section: &str, key: &str, variant: Option<&str>) -> bool {
-    let defaults = read(&repo().join("settings.toml"));
-    let lines = section_lines(&defaults, section);
-    match variant {
-        Some(v) => lines.iter().any(|l| l.contains(&format!("\"{v}\""))),
-        None => lines.iter().any(|l| assigns(l, key)),
-    }
-}
-
-/// `toml` without the assignment of `key` in `section`.
-fn without_key(toml: &str, section: &str, key: &str) -> String {
-    let mut inside = false;
-    let mut out = String::new();
-    for line in toml.lines() {
-        let t = line.trim();
-        if t.starts_with('[') {
-            inside = t.trim_start_matches('[').trim_end_matches(']').trim() == section;
-        } else if inside && !t.starts_with('#') && assigns(t, key) {
-            continue;
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    out
-}
-
 fn lore_check_config(file: &Path, env: &BTreeMap<String, String>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_lore"));
     // Only the environment the deployment gives, not the test runner's LORE_* settings.
@@ -140,46 +77,18 @@ fn lore_check_config(file: &Path, env: &BTreeMap<String, String>) -> Output {
 }
 
 /// Runs `lore check-config` on `toml` with `env`, as a deployment would; panics with lore's
-/// report unless it says OK (pending keys of other branches aside, see PENDING).
+/// report unless it says OK.
 fn assert_settings_load(what: &str, toml: &str, env: &BTreeMap<String, String>) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("lore.toml");
-    let mut toml = toml.to_owned();
-    let mut env = env.clone();
-    for _ in 0..=PENDING.len() {
-        std::fs::write(&path, &toml).unwrap();
-        let out = lore_check_config(&path, &env);
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        if out.status.success() {
-            assert!(stdout.contains(": OK"), "{what}: {stdout}");
-            return;
-        }
-        let report = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
-        let pending = PENDING.iter().find(|(section, key, variant)| {
-            let unknown = match variant {
-                // serde says "unknown variant `v`"; the config crate "variant constructor v".
-                Some(v) => {
-                    report.contains(&format!("unknown variant `{v}`"))
-                        || report.contains(&format!("variant constructor {v} "))
-                }
-                None => report.contains(&format!("unknown field `{key}`")),
-            };
-            unknown && !documented(section, key, *variant)
-        });
-        let Some((section, key, _)) = pending else {
-            panic!("{what} does not load in lore:\n{report}");
-        };
-        eprintln!(
-            "{what}: `{section}.{key}` is not in this build yet (another issue-9 branch adds it); checked without it"
-        );
-        toml = without_key(&toml, section, key);
-        env.remove(&format!(
-            "LORE_{}__{}",
-            section.to_uppercase(),
-            key.to_uppercase()
-        ));
-    }
-    panic!("{what}: still failing after dropping every pending key");
+    std::fs::write(&path, toml).unwrap();
+    let out = lore_check_config(&path, env);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains(": OK"),
+        "{what} does not load in lore:\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -811,19 +720,13 @@ fn discord_pods_split_the_shards_disjointly_and_keep_their_own_memory() {
     // So is a pod beyond the configured processes (replicas raised, env forgotten).
     assert!(!discord_start(script, &env, replicas).0);
 
-    // The flag the script passes is lore's own (once the sharding branch is in this build).
+    // The flag the script passes is lore's own.
     let help = Command::new(env!("CARGO_BIN_EXE_lore"))
         .args(["serve", "--help"])
         .output()
         .unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
-    if documented("discord", "shards", None) {
-        assert!(help.contains("--discord-shards"), "{help}");
-    } else {
-        eprintln!(
-            "`lore serve --discord-shards` is not in this build yet (issue-9 sharding branch)"
-        );
-    }
+    assert!(help.contains("--discord-shards"), "{help}");
 
     // Own memory: a volume per pod, mounted at the data dir.
     let claim = &seq(&sts["spec"]["volumeClaimTemplates"], "claims")[0];
