@@ -944,10 +944,7 @@ fn serve(
     shards: &str,
 ) -> (Child, std::path::PathBuf) {
     let log = data.join(format!("{token}.log"));
-    // LORE_TEST_BINARY: worktrees that share one target directory overwrite each other's
-    // target/release/lore, so a developer can point the test at a copy of their own build.
-    let binary = std::env::var("LORE_TEST_BINARY").unwrap_or(env!("CARGO_BIN_EXE_lore").into());
-    let child = Command::new(binary)
+    let child = Command::new(env!("CARGO_BIN_EXE_lore"))
         .args(["serve", "--discord-shards", shards])
         .env("LORE_STORE__DATA_DIR", data)
         .env("LORE_EMBEDDING__PROVIDER", "none")

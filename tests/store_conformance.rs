@@ -1177,12 +1177,9 @@ async fn migrate_resumes_after_an_interruption_and_verifies_counts() {
 
 // ---- the `lore migrate` command ---------------------------------------------------------
 
-/// The `lore` binary under test: cargo's, or `LORE_TEST_BIN` when several checkouts share
-/// one target directory (the last build there owns `target/release/lore`).
+/// The `lore` binary cargo built for these tests.
 fn lore_bin() -> PathBuf {
-    std::env::var_os("LORE_TEST_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_lore")))
+    PathBuf::from(env!("CARGO_BIN_EXE_lore"))
 }
 
 /// Runs the `lore` binary sparse-only with this data dir and server; `backend` None keeps

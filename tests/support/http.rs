@@ -146,12 +146,9 @@ impl Drop for Server {
     }
 }
 
-/// The built `lore`; LORE_TEST_BIN overrides it (a copy taken right after the build, where
-/// several work trees share one target directory and overwrite each other's binary).
+/// The `lore` binary cargo built for these tests.
 pub fn lore_bin() -> std::path::PathBuf {
-    std::env::var_os("LORE_TEST_BIN")
-        .map(Into::into)
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_lore").into())
+    env!("CARGO_BIN_EXE_lore").into()
 }
 
 /// A free port on 127.0.0.1 (bound, then released for lore to take).
