@@ -97,9 +97,14 @@ pub async fn synthetic(
     let kept = store.stats().await?.chunks;
     let build = kept < n;
     if !build {
+        // A store kept by an older lore gets the current index layout before it is timed.
+        store.commit().await?;
+        let stats = store.stats().await?;
         println!(
-            "synthetic: reusing {kept} chunks kept in {}",
-            work.display()
+            "synthetic: reusing {kept} chunks kept in {} ({} segments, {} indexed vectors)",
+            work.display(),
+            stats.segments,
+            stats.indexed_vectors
         );
     }
     // The generator runs in full either way, so a reused store gets the same queries and
@@ -145,8 +150,9 @@ pub async fn synthetic(
         let indexed = started.elapsed().as_secs_f64() - upserted;
         let stats = store.stats().await?;
         println!(
-            "synthetic: {n} chunks ({dim}-d) upserted in {upserted:.1} s ({:.0} chunks/s, BM25 included), optimised in {indexed:.1} s; {} indexed vectors, {} MiB on disk",
+            "synthetic: {n} chunks ({dim}-d) upserted in {upserted:.1} s ({:.0} chunks/s, BM25 included), optimised in {indexed:.1} s; {} segments, {} indexed vectors, {} MiB on disk",
             n as f64 / upserted,
+            stats.segments,
             stats.indexed_vectors,
             stats.bytes_on_disk >> 20
         );

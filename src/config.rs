@@ -51,7 +51,7 @@ pub struct StoreSettings {
     pub collection: String,
     /// Timeout of each server request, in seconds.
     pub timeout_secs: u64,
-    /// HNSW beam width of dense queries; 0 = the engine's default.
+    /// HNSW beam width of dense queries; 0 = lore's default (100).
     pub hnsw_ef: usize,
 }
 
