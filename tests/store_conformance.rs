@@ -980,6 +980,36 @@ async fn schema_mismatch_is_a_clear_error() {
     assert!(err.contains("IDF") && err.contains("foreign"), "{err}");
 }
 
+/// A collection written by a lore whose BM25 dimensions were shared by all tenants (format
+/// 1) would answer keyed sparse queries with nothing; it is refused with the way out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collection_of_another_format_is_refused() {
+    let mut h = Harness::standin().await;
+    drop(h.open().await);
+    if let Kind::StandIn(server) = &mut h.kind {
+        server.take().expect("running").stop().await;
+    }
+    // The stand-in keeps each collection's metadata beside its shard.
+    let meta = h
+        .dir
+        .path()
+        .join("server")
+        .join(&h.collection)
+        .join("standin-collection.json");
+    let mut metadata: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta).unwrap()).unwrap();
+    metadata["lore_format"] = serde_json::json!(1);
+    std::fs::write(&meta, metadata.to_string()).unwrap();
+    let again = QdrantStandIn::start(&h.dir.path().join("server"), StandInOptions::default()).await;
+    h.url = again.url.clone();
+    h.kind = Kind::StandIn(Some(again));
+    let err = h.try_open(dense_id()).await.err().unwrap().to_string();
+    assert!(
+        err.contains("format 1") && err.contains("lore migrate"),
+        "{err}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_old_server_is_refused_with_its_version() {
     let dir = tempfile::tempdir().unwrap();

@@ -19,14 +19,16 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Chunk, Hit, KnowledgeStore, ScrollPage, SearchRequest, SourceSummary, SparseVector, StoreError,
-    StoreQuery, StoreStats, StoredChunk, TenantScope, chunk_point_id,
+    StoreQuery, StoreStats, StoredChunk, TenantScope, chunk_point_id, lore_terms, tenant_terms,
 };
 
 const DENSE: &str = "dense";
 const SPARSE: &str = "bm25";
 const MANIFEST: &str = "lore-store.json";
 /// Bumped when the payload layout or sparse encoding changes incompatibly.
-const FORMAT: u32 = 1;
+/// 2: BM25 dimensions keyed per tenant ([`tenant_terms`]); a format-1 store is re-keyed
+/// when opened.
+const FORMAT: u32 = 2;
 
 /// What a store directory was built with, so a mismatched embedder is caught at open.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,7 +67,8 @@ impl EdgeStore {
                 .map_err(|e| open_err(format!("reading {MANIFEST}: {e}")))?;
             let found: Manifest = serde_json::from_str(&text)
                 .map_err(|e| open_err(format!("{MANIFEST} is corrupt: {e}")))?;
-            if found != wanted {
+            let rekey = found.format == 1 && found.dense == wanted.dense;
+            if found != wanted && !rekey {
                 return Err(open_err(format!(
                     "it was built with {} but {} is configured; use another data dir \
                      (--data-dir) for this embedder, or re-ingest into a fresh one",
@@ -74,6 +77,12 @@ impl EdgeStore {
                 )));
             }
             let shard = EdgeShard::load(path, None).map_err(|e| open_err(e.to_string()))?;
+            if rekey {
+                tracing::info!(store = %path.display(), "keying BM25 dimensions per tenant (store format 1 to 2)");
+                let points = rekey_sparse(&shard).map_err(|e| open_err(e.to_string()))?;
+                write_manifest(&manifest_path, &wanted).map_err(open_err)?;
+                tracing::info!(store = %path.display(), points, "store format 2");
+            }
             if shard.config().hnsw_config != hnsw_layout() {
                 // A store from an older lore: the engine's config-mismatch optimiser rebuilds
                 // its graphs at the next commit (the next ingest). Searches are right meanwhile.
@@ -91,9 +100,7 @@ impl EdgeStore {
             let shard = EdgeShard::new(path, edge_config(dense.as_ref().map(|d| d.1)))
                 .map_err(|e| open_err(e.to_string()))?;
             create_payload_indexes(&shard).map_err(|e| open_err(e.to_string()))?;
-            let text = serde_json::to_string_pretty(&wanted).expect("manifest serialises");
-            std::fs::write(&manifest_path, text)
-                .map_err(|e| open_err(format!("writing {MANIFEST}: {e}")))?;
+            write_manifest(&manifest_path, &wanted).map_err(open_err)?;
             shard
         };
         Ok(Self {
@@ -138,6 +145,83 @@ impl EdgeStore {
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
+}
+
+fn write_manifest(path: &Path, manifest: &Manifest) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(manifest).expect("manifest serialises");
+    std::fs::write(path, text).map_err(|e| format!("writing {MANIFEST}: {e}"))
+}
+
+/// Payload mark of a point whose BM25 vector [`rekey_sparse`] has keyed. XOR is its own
+/// inverse, so a second pass over a point would undo the first: after an interrupted run
+/// (the manifest still says format 1) the mark tells which points are done. A point and
+/// its mark are written in one upsert.
+const REKEYED: &str = "bm25_keyed";
+
+/// Rewrites every point's BM25 vector with [`tenant_terms`] (format 1 to 2), in pages, then
+/// rebuilds the indexes. Runs at open, before the store serves anything. Returns the
+/// points rewritten.
+fn rekey_sparse(shard: &EdgeShard) -> Result<usize, StoreError> {
+    let (mut offset, mut rewritten) = (None, 0);
+    loop {
+        let (records, next) = shard
+            .scroll(ScrollRequest {
+                offset,
+                limit: Some(1000),
+                filter: None,
+                with_payload: Some(WithPayloadInterface::Bool(true)),
+                with_vector: WithVector::Bool(true),
+                order_by: None,
+            })
+            .map_err(backend)?;
+        let mut points = Vec::with_capacity(records.len());
+        for record in records {
+            let mut payload = record
+                .payload
+                .ok_or_else(|| StoreError::Backend("point without payload".into()))?;
+            if payload.0.contains_key(REKEYED) {
+                continue;
+            }
+            let tenant = payload
+                .0
+                .get("tenant")
+                .and_then(Value::as_str)
+                .ok_or_else(|| StoreError::Backend("point without a tenant".into()))?
+                .to_owned();
+            let Some(VectorStructInternal::Named(mut named)) = record.vector else {
+                return Err(StoreError::Backend("point without named vectors".into()));
+            };
+            let mut vectors: Vec<(&str, qdrant_edge::Vector)> = Vec::new();
+            if let Some(VectorInternal::Sparse(v)) = named.remove(SPARSE) {
+                let keyed = qdrant_edge::SparseVector {
+                    indices: tenant_terms(&tenant, v.indices),
+                    values: v.values,
+                };
+                vectors.push((SPARSE, keyed.into()));
+            }
+            if let Some(VectorInternal::Dense(v)) = named.remove(DENSE) {
+                vectors.push((DENSE, v.into()));
+            }
+            payload.0.insert(REKEYED.to_owned(), Value::Bool(true));
+            let payload = Value::Object(payload.0);
+            points.push(PointStruct::new(record.id, Vectors::new_named(vectors), payload).into());
+        }
+        rewritten += points.len();
+        if !points.is_empty() {
+            shard
+                .update(UpdateOperation::PointOperation(
+                    PointOperations::UpsertPoints(PointInsertOperations::PointsList(points)),
+                ))
+                .map_err(backend)?;
+        }
+        match next {
+            Some(id) => offset = Some(id),
+            None => break,
+        }
+    }
+    shard.optimize().map_err(backend)?;
+    shard.flush();
+    Ok(rewritten)
 }
 
 fn describe(dense: &Option<(String, usize)>) -> String {
@@ -260,7 +344,7 @@ fn to_point(stored: StoredChunk) -> Result<PointStruct, StoreError> {
     } = stored;
     let id = chunk_point_id(&chunk.tenant, &chunk.source, chunk.index);
     let sparse = qdrant_edge::SparseVector {
-        indices: sparse.indices,
+        indices: tenant_terms(&chunk.tenant, sparse.indices),
         values: sparse.values,
     };
     let mut vectors: Vec<(&str, qdrant_edge::Vector)> = vec![(SPARSE, sparse.into())];
@@ -292,10 +376,7 @@ fn to_hit(
             dense = Some(v);
         }
         if let Some(VectorInternal::Sparse(v)) = named.remove(SPARSE) {
-            sparse = Some(SparseVector {
-                indices: v.indices,
-                values: v.values,
-            });
+            sparse = Some(lore_terms(&chunk.tenant, v.indices, v.values));
         }
     }
     Ok(Hit {
@@ -313,10 +394,10 @@ fn nearest(vector: VectorInternal, using: &str) -> ScoringQuery {
     }))
 }
 
-fn edge_sparse(v: SparseVector) -> VectorInternal {
+fn edge_sparse(tenant: &str, v: &SparseVector) -> VectorInternal {
     VectorInternal::Sparse(qdrant_edge::SparseVector {
-        indices: v.indices,
-        values: v.values,
+        indices: tenant_terms(tenant, v.indices.clone()),
+        values: v.values.clone(),
     })
 }
 
@@ -371,14 +452,14 @@ fn fuse_rrf(lists: &[Vec<PointId>], k: u32, limit: usize) -> Vec<(PointId, f32)>
     fused
 }
 
-/// Runs `query` under each tenant of the scope and merges the lists by score: the dense
-/// index holds one graph per tenant (see [`hnsw_layout`]), and a walk cannot cross from one
-/// tenant's graph into another's. Scores compare across tenants: cosine for dense, and
-/// BM25 with the shard's IDF for sparse.
+/// Runs the query (built per tenant: sparse dimensions are the tenant's own, see
+/// [`tenant_terms`]) under each tenant of the scope, and merges the lists by score: the
+/// dense index holds one graph per tenant (see [`hnsw_layout`]), and a walk cannot cross
+/// from one tenant's graph into another's.
 fn scoped_query(
     shard: &EdgeShard,
     scope: &TenantScope,
-    query: &ScoringQuery,
+    query: &dyn Fn(&str) -> ScoringQuery,
     limit: usize,
     search_ef: usize,
     with_payload: bool,
@@ -388,7 +469,7 @@ fn scoped_query(
     for tenant in scope.tenants() {
         let request = vector_query(
             tenant_filter(std::slice::from_ref(tenant)),
-            query.clone(),
+            query(tenant),
             limit,
             search_ef,
             with_payload,
@@ -403,6 +484,14 @@ fn scoped_query(
     Ok(points)
 }
 
+fn dense_query(v: &[f32]) -> impl Fn(&str) -> ScoringQuery + '_ {
+    move |_| nearest(VectorInternal::Dense(v.to_vec()), DENSE)
+}
+
+fn sparse_query(v: &SparseVector) -> impl Fn(&str) -> ScoringQuery + '_ {
+    move |tenant| nearest(edge_sparse(tenant, v), SPARSE)
+}
+
 /// Runs a search request against the shard.
 fn run_search(
     shard: &EdgeShard,
@@ -411,30 +500,28 @@ fn run_search(
 ) -> Result<Vec<Hit>, StoreError> {
     let scope = &request.scope;
     let (limit, with_vectors) = (request.limit, request.with_vectors);
-    let single = |query| {
-        scoped_query(shard, scope, &query, limit, search_ef, true, with_vectors)?
+    let single = |query: &dyn Fn(&str) -> ScoringQuery| {
+        scoped_query(shard, scope, query, limit, search_ef, true, with_vectors)?
             .into_iter()
             .map(scored_hit)
             .collect()
     };
-    match request.query {
-        StoreQuery::Dense(v) => single(nearest(VectorInternal::Dense(v), DENSE)),
-        StoreQuery::Sparse(v) => single(nearest(edge_sparse(v), SPARSE)),
+    match &request.query {
+        StoreQuery::Dense(v) => single(&dense_query(v)),
+        StoreQuery::Sparse(v) => single(&sparse_query(v)),
         StoreQuery::Hybrid {
             dense,
             sparse,
             rrf_k,
         } => {
             let depth = request.candidates.max(limit);
-            let ids = |query| -> Result<Vec<PointId>, StoreError> {
-                let points = scoped_query(shard, scope, &query, depth, search_ef, false, false)?;
+            let ids = |query: &dyn Fn(&str) -> ScoringQuery| -> Result<Vec<PointId>, StoreError> {
+                let points = scoped_query(shard, scope, query, depth, search_ef, false, false)?;
                 Ok(points.into_iter().map(|p| p.id).collect())
             };
-            let (dense_ids, sparse_ids) = rayon::join(
-                || ids(nearest(VectorInternal::Dense(dense), DENSE)),
-                || ids(nearest(edge_sparse(sparse), SPARSE)),
-            );
-            let fused = fuse_rrf(&[dense_ids?, sparse_ids?], rrf_k, limit);
+            let (dense_ids, sparse_ids) =
+                rayon::join(|| ids(&dense_query(dense)), || ids(&sparse_query(sparse)));
+            let fused = fuse_rrf(&[dense_ids?, sparse_ids?], *rrf_k, limit);
             let wanted: Vec<PointId> = fused.iter().map(|(id, _)| *id).collect();
             let records = shard
                 .retrieve(
@@ -672,9 +759,29 @@ impl KnowledgeStore for EdgeStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::tenant_key;
 
     fn id(n: u64) -> PointId {
         PointId::NumId(n)
+    }
+
+    #[test]
+    fn rrf_ranks_an_id_found_by_both_sides_first_and_scores_like_qdrant() {
+        let fused = fuse_rrf(&[vec![id(1), id(2), id(3)], vec![id(3), id(4)]], 60, 10);
+        let order: Vec<PointId> = fused.iter().map(|(i, _)| *i).collect();
+        // 2 and 4 tie at 1/61; 2 appeared first.
+        assert_eq!(order, vec![id(3), id(1), id(2), id(4)]);
+        // Qdrant: 1 / (k + position) per list, position from 0.
+        assert!((fused[0].1 - (1.0 / 62.0 + 1.0 / 60.0)).abs() < 1e-7);
+        assert!((fused[1].1 - 1.0 / 60.0).abs() < 1e-7);
+    }
+
+    #[test]
+    fn rrf_keeps_first_appearance_order_on_ties_and_honours_the_limit() {
+        let fused = fuse_rrf(&[vec![id(7), id(8)], vec![id(9), id(10)]], 60, 3);
+        let order: Vec<PointId> = fused.iter().map(|(i, _)| *i).collect();
+        assert_eq!(order, vec![id(7), id(9), id(8)]);
+        assert!(fuse_rrf(&[vec![], vec![]], 60, 5).is_empty());
     }
 
     /// Enough chunks per tenant for the engine to index the segment and give the tenant a
@@ -824,5 +931,128 @@ mod tests {
             let hit = top_hit(&store, TenantScope::only("small"), small.clone()).await;
             assert_eq!((hit.tenant.as_str(), hit.index), ("small", 250));
         }
+    }
+
+    /// A chunk whose BM25 vector holds term `index` (weight 1) and a term every chunk of the
+    /// tenant shares (weight 0.5), without a dense vector.
+    fn sparse_chunk(tenant: &str, index: u32) -> StoredChunk {
+        let mut stored = chunk(tenant, index, Vec::new());
+        stored.dense = None;
+        stored.sparse = SparseVector {
+            indices: vec![index, 100_000],
+            values: vec![1.0, 0.5],
+        };
+        stored
+    }
+
+    async fn sparse_hits(store: &EdgeStore, tenant: &str, term: u32) -> Vec<Hit> {
+        store
+            .search(SearchRequest {
+                scope: TenantScope::only(tenant),
+                query: StoreQuery::Sparse(SparseVector {
+                    indices: vec![term],
+                    values: vec![1.0],
+                }),
+                limit: 3,
+                candidates: 3,
+                with_vectors: true,
+            })
+            .await
+            .unwrap()
+    }
+
+    /// Writes chunks the way a format-1 store held them: lore's term ids, not keyed.
+    async fn write_unkeyed(store: &EdgeStore, chunks: Vec<StoredChunk>) {
+        let chunks = chunks
+            .into_iter()
+            .map(|mut c| {
+                // to_point keys the ids; keying them first cancels it out (XOR).
+                c.sparse.indices = tenant_terms(&c.chunk.tenant, c.sparse.indices);
+                c
+            })
+            .collect();
+        store.upsert(chunks).await.unwrap();
+    }
+
+    fn set_format(dir: &Path, format: u32) {
+        let manifest = Manifest {
+            format,
+            dense: None,
+        };
+        write_manifest(&dir.join(MANIFEST), &manifest).unwrap();
+    }
+
+    #[tokio::test]
+    async fn each_tenant_has_its_own_bm25_dimensions_and_reads_back_lores_term_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EdgeStore::open(dir.path(), None).unwrap();
+        let chunks: Vec<StoredChunk> = ["a", "b"]
+            .iter()
+            .flat_map(|t| (0..20).map(move |i| sparse_chunk(t, i)))
+            .collect();
+        store.upsert(chunks).await.unwrap();
+        store.commit().await.unwrap();
+        let hits = sparse_hits(&store, "a", 7).await;
+        assert_eq!(
+            (hits[0].chunk.tenant.as_str(), hits[0].chunk.index),
+            ("a", 7)
+        );
+        // Read back as lore wrote it: term ids unkeyed and in ascending order.
+        assert_eq!(hits[0].sparse.as_ref().unwrap().indices, [7, 100_000]);
+        // The engine stores other dimensions: tenant a's terms are not b's.
+        assert_ne!(tenant_key("a"), tenant_key("b"));
+        assert_eq!(tenant_terms("a", tenant_terms("a", vec![7, 9])), [7, 9]);
+    }
+
+    /// Document frequencies count a tenant's own chunks: what another tenant writes (as
+    /// long as it writes as many chunks) does not move this tenant's scores.
+    #[tokio::test]
+    async fn another_tenants_words_do_not_change_a_tenants_bm25_scores() {
+        let mut scores = Vec::new();
+        for other_term in [7, 500] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = EdgeStore::open(dir.path(), None).unwrap();
+            let mut chunks: Vec<StoredChunk> = (0..20).map(|i| sparse_chunk("a", i)).collect();
+            // Tenant b writes term 7 in every chunk, or a term tenant a never uses.
+            chunks.extend((0..20).map(|i| {
+                let mut c = sparse_chunk("b", i);
+                c.sparse.indices[0] = other_term;
+                c
+            }));
+            store.upsert(chunks).await.unwrap();
+            store.commit().await.unwrap();
+            scores.push(sparse_hits(&store, "a", 7).await[0].score);
+        }
+        assert_eq!(scores[0], scores[1]);
+    }
+
+    /// A format-1 store (term ids shared by all tenants) is keyed when opened, and a run
+    /// cut short is finished by the next open without undoing what it did.
+    #[tokio::test]
+    async fn a_format_1_store_is_keyed_at_open_even_after_an_interrupted_run() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = EdgeStore::open(dir.path(), None).unwrap();
+            write_unkeyed(&store, (0..10).map(|i| sparse_chunk("a", i)).collect()).await;
+            store.commit().await.unwrap();
+        }
+        set_format(dir.path(), 1);
+        {
+            // A run that keyed the first half, then stopped before the manifest moved on.
+            let store = EdgeStore::open(dir.path(), None).unwrap();
+            write_unkeyed(&store, (10..20).map(|i| sparse_chunk("a", i)).collect()).await;
+            store.commit().await.unwrap();
+        }
+        set_format(dir.path(), 1);
+        let store = EdgeStore::open(dir.path(), None).unwrap();
+        for term in [3, 15] {
+            let hits = sparse_hits(&store, "a", term).await;
+            assert_eq!(hits.first().map(|h| h.chunk.index), Some(term), "{term}");
+        }
+        let text = std::fs::read_to_string(dir.path().join(MANIFEST)).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Manifest>(&text).unwrap().format,
+            FORMAT
+        );
     }
 }

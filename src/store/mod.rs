@@ -18,6 +18,60 @@ pub struct SparseVector {
     pub values: Vec<f32>,
 }
 
+/// Gives each tenant its own BM25 dimensions in the store: a term id XOR a key derived from
+/// the tenant. Both backends store and query these. A tenant's posting lists then hold only
+/// its own chunks, so a sparse search walks one tenant's postings instead of everyone's,
+/// and document frequencies (the IDF) count the tenant's own chunks: what another tenant
+/// writes does not move its scores. XOR is its own inverse ([`lore_terms`] reads back).
+pub fn tenant_terms(tenant: &str, mut indices: Vec<u32>) -> Vec<u32> {
+    let key = tenant_key(tenant);
+    for index in &mut indices {
+        *index ^= key;
+    }
+    indices
+}
+
+/// A stable 32-bit key of the tenant name (FNV-1a, folded), the same on every machine.
+pub fn tenant_key(tenant: &str) -> u32 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in tenant.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash ^ (hash >> 32)) as u32
+}
+
+/// A stored vector of `tenant` read back as lore's term ids, in ascending order.
+pub fn lore_terms(tenant: &str, indices: Vec<u32>, values: Vec<f32>) -> SparseVector {
+    let mut terms: Vec<(u32, f32)> = tenant_terms(tenant, indices)
+        .into_iter()
+        .zip(values)
+        .collect();
+    terms.sort_unstable_by_key(|&(index, _)| index);
+    let (indices, values) = terms.into_iter().unzip();
+    SparseVector { indices, values }
+}
+
+/// One query vector for a whole scope: the query keyed for each tenant, side by side. A
+/// chunk holds only its tenant's dimensions, so it scores exactly as under its tenant's own
+/// query. Two tenants' keyed ids can coincide (rarely); the larger weight is kept, as the
+/// engine takes each dimension once.
+pub fn scope_terms(scope: &TenantScope, query: &SparseVector) -> SparseVector {
+    let mut terms: Vec<(u32, f32)> = scope
+        .tenants()
+        .iter()
+        .flat_map(|tenant| {
+            tenant_terms(tenant, query.indices.clone())
+                .into_iter()
+                .zip(query.values.iter().copied())
+        })
+        .collect();
+    terms.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)));
+    terms.dedup_by_key(|t| t.0);
+    let (indices, values) = terms.into_iter().unzip();
+    SparseVector { indices, values }
+}
+
 /// A chunk of a source with everything a citation needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Chunk {
@@ -180,6 +234,35 @@ pub fn chunk_point_id(tenant: &str, source: &str, index: u32) -> uuid::Uuid {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_scope_query_carries_each_tenants_keyed_terms_once() {
+        let query = SparseVector {
+            indices: vec![3, 8],
+            values: vec![1.0, 0.5],
+        };
+        let scoped = scope_terms(&TenantScope::with_global("a", "g"), &query);
+        let mut expected: Vec<u32> = tenant_terms("a", vec![3, 8]);
+        expected.extend(tenant_terms("g", vec![3, 8]));
+        expected.sort_unstable();
+        assert_eq!(scoped.indices, expected);
+        assert_eq!(
+            lore_terms("a", tenant_terms("a", vec![8, 3]), vec![0.5, 1.0]),
+            query
+        );
+        // Two tenants whose keyed ids coincide: one dimension, the larger weight.
+        let collide = SparseVector {
+            indices: vec![tenant_key("a") ^ tenant_key("g") ^ 3, 3],
+            values: vec![0.9, 0.2],
+        };
+        let scoped = scope_terms(&TenantScope::with_global("a", "g"), &collide);
+        let mut unique = scoped.indices.clone();
+        unique.dedup();
+        assert_eq!(unique, scoped.indices);
+        // a's two terms land on g's two keyed ids: two dimensions, each with weight 0.9.
+        assert_eq!(scoped.indices.len(), 2);
+        assert_eq!(scoped.values, [0.9, 0.9]);
+    }
 
     #[test]
     fn point_ids_are_stable_and_distinct() {

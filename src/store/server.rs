@@ -22,7 +22,8 @@ use qdrant_client::{Payload, Qdrant, QdrantError};
 
 use super::{
     Chunk, Hit, KnowledgeStore, ScrollPage, SearchRequest, SourceSummary, SparseVector, StoreError,
-    StoreQuery, StoreStats, StoredChunk, TenantScope, chunk_point_id,
+    StoreQuery, StoreStats, StoredChunk, TenantScope, chunk_point_id, lore_terms, scope_terms,
+    tenant_terms,
 };
 
 const DENSE: &str = "dense";
@@ -30,8 +31,9 @@ const SPARSE: &str = "bm25";
 /// Collection metadata keys pinning what a collection was built with (Qdrant >= 1.16).
 const META_FORMAT: &str = "lore_format";
 const META_DENSE: &str = "lore_dense";
-/// Same meaning as the embedded store's manifest format.
-const FORMAT: i64 = 1;
+/// Same meaning as the embedded store's manifest format (2: BM25 dimensions keyed per
+/// tenant, [`tenant_terms`]).
+const FORMAT: i64 = 2;
 /// Oldest server with everything used here: Query API prefetch + parametrised RRF,
 /// tenant indexes, facets and collection metadata.
 pub const MIN_SERVER_VERSION: (u64, u64) = (1, 16);
@@ -401,9 +403,25 @@ fn check_schema(info: &CollectionInfo, dense: &Option<(String, usize)>) -> Resul
             ));
         }
     }
-    // Collections created by lore pin their embedder; another model of the same size would
-    // otherwise pass the dimension check and return nonsense.
+    // Collections created by lore pin their format and embedder; another model of the same
+    // size would otherwise pass the dimension check and return nonsense, and a format-1
+    // collection holds BM25 dimensions shared by all tenants, which keyed queries miss.
     let metadata = info.config.as_ref().map(|c| &c.metadata);
+    if let Some(found) = metadata.and_then(|m| m.get(META_FORMAT)) {
+        let found = match &found.kind {
+            Some(value::Kind::IntegerValue(n)) => Some(*n),
+            Some(value::Kind::DoubleValue(n)) => Some(*n as i64),
+            _ => None,
+        };
+        if found != Some(FORMAT) {
+            return Err(format!(
+                "the collection was built by another lore version (format {}, this lore \
+                 needs {FORMAT}); use another [store] collection and fill it with `lore \
+                 migrate --from embedded --to qdrant` or by ingesting again",
+                found.map_or("unknown".to_owned(), |n| n.to_string())
+            ));
+        }
+    }
     if let Some(found) = metadata.and_then(|m| m.get(META_DENSE)) {
         let found = match &found.kind {
             Some(value::Kind::StringValue(s)) => Some(s.clone()),
@@ -488,7 +506,7 @@ fn to_point(stored: StoredChunk) -> Result<PointStruct, StoreError> {
             vector: Some(vector::Vector::Sparse(
                 qdrant_client::qdrant::SparseVector {
                     values: sparse.values,
-                    indices: sparse.indices,
+                    indices: tenant_terms(&chunk.tenant, sparse.indices),
                 },
             )),
             ..Default::default()
@@ -516,8 +534,11 @@ fn to_point(stored: StoredChunk) -> Result<PointStruct, StoreError> {
     })
 }
 
-/// The stored vectors of a point: (dense, sparse).
-fn split_vectors(vectors: Option<VectorsOutput>) -> (Option<Vec<f32>>, Option<SparseVector>) {
+/// The stored vectors of a point of `tenant`: (dense, sparse with lore's term ids).
+fn split_vectors(
+    tenant: &str,
+    vectors: Option<VectorsOutput>,
+) -> (Option<Vec<f32>>, Option<SparseVector>) {
     let (mut dense, mut sparse) = (None, None);
     if let Some(vectors_output::VectorsOptions::Vectors(named)) =
         vectors.and_then(|v| v.vectors_options)
@@ -526,10 +547,7 @@ fn split_vectors(vectors: Option<VectorsOutput>) -> (Option<Vec<f32>>, Option<Sp
             match (name.as_str(), output.into_vector()) {
                 (DENSE, vector_output::Vector::Dense(v)) => dense = Some(v.data),
                 (SPARSE, vector_output::Vector::Sparse(v)) => {
-                    sparse = Some(SparseVector {
-                        indices: v.indices,
-                        values: v.values,
-                    })
+                    sparse = Some(lore_terms(tenant, v.indices, v.values))
                 }
                 _ => {}
             }
@@ -686,7 +704,7 @@ impl KnowledgeStore for QdrantServerStore {
                 query.using = Some(DENSE.to_owned());
             }
             StoreQuery::Sparse(v) => {
-                query.query = nearest(sparse_input(v));
+                query.query = nearest(sparse_input(scope_terms(&request.scope, &v)));
                 query.using = Some(SPARSE.to_owned());
             }
             StoreQuery::Hybrid {
@@ -704,7 +722,7 @@ impl KnowledgeStore for QdrantServerStore {
                 };
                 query.prefetch = vec![
                     side(dense_input(dense), DENSE),
-                    side(sparse_input(sparse), SPARSE),
+                    side(sparse_input(scope_terms(&request.scope, &sparse)), SPARSE),
                 ];
                 query.query = Some(Query {
                     variant: Some(query::Variant::Rrf(Rrf {
@@ -723,10 +741,11 @@ impl KnowledgeStore for QdrantServerStore {
             .result
             .into_iter()
             .map(|point| {
-                let (dense, sparse) = split_vectors(point.vectors);
+                let chunk = to_chunk(point.payload)?;
+                let (dense, sparse) = split_vectors(&chunk.tenant, point.vectors);
                 Ok(Hit {
                     score: point.score,
-                    chunk: to_chunk(point.payload)?,
+                    chunk,
                     dense,
                     sparse,
                 })
@@ -783,9 +802,10 @@ impl KnowledgeStore for QdrantServerStore {
             .result
             .into_iter()
             .map(|point| {
-                let (dense, sparse) = split_vectors(point.vectors);
+                let chunk = to_chunk(point.payload)?;
+                let (dense, sparse) = split_vectors(&chunk.tenant, point.vectors);
                 Ok(StoredChunk {
-                    chunk: to_chunk(point.payload)?,
+                    chunk,
                     dense,
                     sparse: sparse.unwrap_or_default(),
                 })
