@@ -77,15 +77,10 @@ impl EdgeStore {
                 )));
             }
             let shard = EdgeShard::load(path, None).map_err(|e| open_err(e.to_string()))?;
-            if rekey {
-                tracing::info!(store = %path.display(), "keying BM25 dimensions per tenant (store format 1 to 2)");
-                let points = rekey_sparse(&shard).map_err(|e| open_err(e.to_string()))?;
-                write_manifest(&manifest_path, &wanted).map_err(open_err)?;
-                tracing::info!(store = %path.display(), points, "store format 2");
-            }
             if shard.config().hnsw_config != hnsw_layout() {
                 // A store from an older lore: the engine's config-mismatch optimiser rebuilds
-                // its graphs at the next commit (the next ingest). Searches are right meanwhile.
+                // its graphs at the next commit (the next ingest, or the re-keying below).
+                // Searches are right meanwhile.
                 shard
                     .set_hnsw_config(hnsw_layout())
                     .map_err(|e| open_err(e.to_string()))?;
@@ -93,6 +88,12 @@ impl EdgeStore {
                     store = %path.display(),
                     "index layout updated; the next ingest rebuilds the dense index"
                 );
+            }
+            if rekey {
+                tracing::info!(store = %path.display(), "keying BM25 dimensions per tenant (store format 1 to 2)");
+                let points = rekey_sparse(&shard).map_err(|e| open_err(e.to_string()))?;
+                write_manifest(&manifest_path, &wanted).map_err(open_err)?;
+                tracing::info!(store = %path.display(), points, "store format 2");
             }
             shard
         } else {
