@@ -551,6 +551,42 @@ async fn an_answer_over_the_time_limit_gets_a_504() {
     );
 }
 
+/// A client that sends part of a request head and then trickles nothing (slowloris) is cut
+/// off after `header_timeout_secs`; the server goes on answering others meanwhile.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        data.path(),
+        None,
+        &[("LORE_HTTP__HEADER_TIMEOUT_SECS", "1")],
+    )
+    .await;
+    let address = server.url("").trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: lore\r\nX-Slow: 1")
+        .await
+        .unwrap();
+    assert_eq!(get(&server.url("/healthz"), None).await.status, 200);
+    let mut buf = [0u8; 512];
+    // Closed by the server: end of stream (after an optional 408) or a reset. Without the
+    // timeout the read would wait forever; the test gives it 20 s.
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            match slow.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the half-sent request was still open after 20 s"
+    );
+}
+
 #[test]
 fn serve_refuses_to_start_without_tokens_or_with_a_bad_list() {
     let data = tempfile::tempdir().unwrap();

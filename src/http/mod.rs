@@ -118,13 +118,65 @@ pub async fn serve_on(listener: tokio::net::TcpListener, state: Arc<HttpState>) 
             }
         })
     };
+    let header_timeout = Duration::from_secs(state.settings.header_timeout_secs);
     let router = router(state);
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await;
+    serve_connections(listener, router, shutdown, header_timeout).await;
     upkeep.abort();
     tracing::info!("HTTP API stopped");
-    served.context("the HTTP server failed")
+    Ok(())
+}
+
+/// Accepts HTTP/1.1 connections until shutdown, then lets each finish its request in flight
+/// and returns when all have closed. Not `axum::serve`: it sets no timer, so hyper's limit
+/// on reading a request head never applies, and a client trickling header bytes would hold
+/// a connection and a task for as long as it likes.
+async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: tokio_util::sync::CancellationToken,
+    header_timeout: Duration,
+) {
+    // Each connection task holds a receiver; `closed` resolves when the last one is gone.
+    let (all_closed, connection_open) = tokio::sync::watch::channel(());
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    tracing::warn!(error = %e, "accepting an HTTP connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let (shutdown, open) = (shutdown.clone(), connection_open.clone());
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let connection =
+                builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let mut connection = std::pin::pin!(connection);
+            let served = tokio::select! {
+                served = connection.as_mut() => served,
+                () = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = served {
+                tracing::debug!(error = %e, "HTTP connection ended with an error");
+            }
+            drop(open);
+        });
+    }
+    drop(listener);
+    drop(connection_open);
+    all_closed.closed().await;
 }
 
 /// Every route of the table, the shutdown gate, and the fallback.

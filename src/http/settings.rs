@@ -13,6 +13,9 @@ pub struct HttpSettings {
     pub max_json_kib: usize,
     /// Time limit of one request, in seconds (an answer's whole stream included).
     pub request_timeout_secs: u64,
+    /// How long a client may take to send a request's head (line and headers), in seconds;
+    /// then the connection is closed (a client trickling headers holds nothing for long).
+    pub header_timeout_secs: u64,
     /// After SIGTERM, how long in-flight answers may run before they end with a notice.
     pub shutdown_drain_secs: u64,
     /// Name of the environment variable holding the API tokens ("token:tenant:role,...").
@@ -25,6 +28,7 @@ impl Default for HttpSettings {
             listen: None,
             max_json_kib: 64,
             request_timeout_secs: 300,
+            header_timeout_secs: 10,
             shutdown_drain_secs: 10,
             tokens_env: "LORE_HTTP_TOKENS".to_owned(),
         }
@@ -40,6 +44,9 @@ impl HttpSettings {
         }
         if self.request_timeout_secs == 0 {
             return bad("request_timeout_secs", "must be at least 1");
+        }
+        if self.header_timeout_secs == 0 {
+            return bad("header_timeout_secs", "must be at least 1");
         }
         // `lore serve` abandons surfaces 20 s after the signal; answers must end before.
         if self.shutdown_drain_secs > 15 {
