@@ -1,5 +1,7 @@
 //! Citation checking on streamed text: every `[n]` the model writes is checked against the
-//! sources it was given, and an invalid one is dropped before anyone sees it.
+//! sources it was given, and an invalid one is dropped before anyone sees it. Inside
+//! Markdown code (fenced blocks and inline spans) brackets are code, `x[0]`, and pass
+//! untouched.
 
 use std::collections::BTreeSet;
 
@@ -12,6 +14,73 @@ pub struct CitationFilter {
     sources: usize,
     pending: String,
     cited: BTreeSet<usize>,
+    code: CodeTracker,
+}
+
+/// Where a stream stands in Markdown code, fed one character at a time.
+#[derive(Default)]
+struct CodeTracker {
+    /// Only spaces or tabs so far on this line.
+    line_start: bool,
+    /// Backticks in the run being read, and whether it began at a line start.
+    ticks: usize,
+    ticks_at_line_start: bool,
+    /// Inside a ``` fence, and the length of the inline span's opening run when in one.
+    fenced: bool,
+    inline: Option<usize>,
+}
+
+impl CodeTracker {
+    fn new() -> Self {
+        Self {
+            line_start: true,
+            ..Self::default()
+        }
+    }
+
+    /// Takes `ch` into account; returns whether `ch` is code (or a code delimiter).
+    fn step(&mut self, ch: char) -> bool {
+        if ch == '`' {
+            if self.ticks == 0 {
+                self.ticks_at_line_start = self.line_start;
+            }
+            self.ticks += 1;
+            self.line_start = false;
+            return true;
+        }
+        self.end_run();
+        let in_code = self.fenced || self.inline.is_some();
+        match ch {
+            '\n' => {
+                // A blank line ends a paragraph, and no code span crosses one.
+                if self.line_start {
+                    self.inline = None;
+                }
+                self.line_start = true;
+            }
+            ' ' | '\t' => {}
+            _ => self.line_start = false,
+        }
+        in_code
+    }
+
+    /// A finished run of backticks opens or closes a fence (three or more at a line start)
+    /// or an inline span (closed by a run of the same length).
+    fn end_run(&mut self) {
+        let run = std::mem::take(&mut self.ticks);
+        if run == 0 {
+            return;
+        }
+        if run >= 3 && self.ticks_at_line_start && self.inline.is_none() {
+            self.fenced = !self.fenced;
+        } else if !self.fenced {
+            self.inline = match self.inline {
+                None => Some(run),
+                Some(open) if open == run => None,
+                still_open => still_open,
+            };
+        }
+    }
 }
 
 impl CitationFilter {
@@ -20,6 +89,7 @@ impl CitationFilter {
             sources,
             pending: String::new(),
             cited: BTreeSet::new(),
+            code: CodeTracker::new(),
         }
     }
 
@@ -27,6 +97,12 @@ impl CitationFilter {
     pub fn push(&mut self, piece: &str) -> String {
         let mut out = String::new();
         for ch in piece.chars() {
+            if self.code.step(ch) {
+                // Code, or a backtick that may open it: a marker held so far was not one.
+                out.push_str(&std::mem::take(&mut self.pending));
+                out.push(ch);
+                continue;
+            }
             if self.pending.is_empty() {
                 if ch == '[' {
                     self.pending.push(ch);
@@ -111,6 +187,38 @@ mod tests {
         shown.push_str(&f.finish());
         assert_eq!(shown, "Answer [1] and  end [x] [[2]");
         assert_eq!(f.cited(), [1, 2]);
+    }
+
+    #[test]
+    fn brackets_in_code_are_code() {
+        let text = "Index from zero: `x[0]`, and [9] is no source [1].\n\n```python\nrow = grid[3][0]\n```\nSee [2] and [5].";
+        let (shown, cited) = filter_citations(text, 2);
+        assert_eq!(
+            shown,
+            "Index from zero: `x[0]`, and  is no source [1].\n\n```python\nrow = grid[3][0]\n```\nSee [2] and ."
+        );
+        assert_eq!(cited, [1, 2]);
+        // Split across pieces, a double-backtick span holding a backtick, a tilde-free fence
+        // indented in a list.
+        let mut f = CitationFilter::new(1);
+        let mut shown = String::new();
+        for piece in [
+            "``a`[",
+            "0]`` [",
+            "7] - item\n  ``",
+            "`\n  v[3]\n  ```\n[1]",
+        ] {
+            shown.push_str(&f.push(piece));
+        }
+        shown.push_str(&f.finish());
+        assert_eq!(shown, "``a`[0]``  - item\n  ```\n  v[3]\n  ```\n[1]");
+        assert_eq!(f.cited(), [1]);
+    }
+
+    #[test]
+    fn a_stray_backtick_stops_mattering_at_the_paragraphs_end() {
+        let (shown, _) = filter_citations("It costs 5` dollars [4].\n\nThen [4] again.", 1);
+        assert_eq!(shown, "It costs 5` dollars [4].\n\nThen  again.");
     }
 
     #[test]
