@@ -322,7 +322,7 @@ fn vocabulary(path: &Path) -> Result<Vec<String>> {
     Ok(words)
 }
 
-fn unit_vector(rng: &mut XorShift, dim: usize) -> Vec<f32> {
+pub(crate) fn unit_vector(rng: &mut XorShift, dim: usize) -> Vec<f32> {
     let v: Vec<f32> = (0..dim)
         .map(|_| (rng.next() % 20_000) as f32 / 10_000.0 - 1.0)
         .collect();
@@ -331,7 +331,7 @@ fn unit_vector(rng: &mut XorShift, dim: usize) -> Vec<f32> {
 }
 
 /// A tiny deterministic generator, so runs are comparable.
-struct XorShift(u64);
+pub(crate) struct XorShift(pub(crate) u64);
 
 impl XorShift {
     fn next(&mut self) -> u64 {

@@ -760,6 +760,7 @@ impl KnowledgeStore for EdgeStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::{XorShift, unit_vector};
     use crate::store::tenant_key;
 
     fn id(n: u64) -> PointId {
@@ -790,19 +791,6 @@ mod tests {
     const PER_TENANT: usize = 7_000;
     const DIM: usize = 384;
 
-    fn random_unit(seed: &mut u64) -> Vec<f32> {
-        let v: Vec<f32> = (0..DIM)
-            .map(|_| {
-                *seed ^= *seed << 13;
-                *seed ^= *seed >> 7;
-                *seed ^= *seed << 17;
-                (*seed >> 11) as f32 / (1u64 << 53) as f32 - 0.5
-            })
-            .collect();
-        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        v.into_iter().map(|x| x / norm).collect()
-    }
-
     fn chunk(tenant: &str, index: u32, dense: Vec<f32>) -> StoredChunk {
         StoredChunk {
             chunk: Chunk {
@@ -823,9 +811,9 @@ mod tests {
     }
 
     /// Writes `n` random chunks for `tenant` and returns the vector of the middle one.
-    async fn fill(store: &EdgeStore, tenant: &str, n: usize, seed: &mut u64) -> Vec<f32> {
+    async fn fill(store: &EdgeStore, tenant: &str, n: usize, rng: &mut XorShift) -> Vec<f32> {
         let chunks: Vec<StoredChunk> = (0..n as u32)
-            .map(|i| chunk(tenant, i, random_unit(seed)))
+            .map(|i| chunk(tenant, i, unit_vector(rng, DIM)))
             .collect();
         let probe = chunks[n / 2].dense.clone().unwrap();
         for batch in chunks.chunks(1000) {
@@ -855,9 +843,9 @@ mod tests {
     async fn a_scope_of_two_tenants_finds_the_best_match_in_either_graph() {
         let dir = tempfile::tempdir().unwrap();
         let store = EdgeStore::open(dir.path(), Some(("test".into(), DIM))).unwrap();
-        let mut seed = 0x2545_f491_4f6c_dd1d;
-        let team = fill(&store, "team", PER_TENANT, &mut seed).await;
-        let global = fill(&store, "global", PER_TENANT, &mut seed).await;
+        let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
+        let team = fill(&store, "team", PER_TENANT, &mut rng).await;
+        let global = fill(&store, "global", PER_TENANT, &mut rng).await;
         store.commit().await.unwrap();
         let stats = store.stats().await.unwrap();
         assert!(
@@ -899,7 +887,7 @@ mod tests {
     async fn a_store_with_an_older_layout_is_rebuilt_at_the_next_commit() {
         let dir = tempfile::tempdir().unwrap();
         let open = || EdgeStore::open(dir.path(), Some(("test".into(), DIM))).unwrap();
-        let mut seed = 0x9e37_79b9_7f4a_7c15;
+        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
         let (team, small) = {
             let store = open();
             let old_layout = HnswIndexConfig::default();
@@ -909,8 +897,8 @@ mod tests {
                 .unwrap()
                 .set_hnsw_config(old_layout)
                 .unwrap();
-            let team = fill(&store, "team", PER_TENANT, &mut seed).await;
-            let small = fill(&store, "small", 500, &mut seed).await;
+            let team = fill(&store, "team", PER_TENANT, &mut rng).await;
+            let small = fill(&store, "small", 500, &mut rng).await;
             store.commit().await.unwrap();
             (team, small)
         };
