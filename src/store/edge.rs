@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Chunk, Hit, KnowledgeStore, ScrollPage, SearchRequest, SourceSummary, SparseVector, StoreError,
-    StoreQuery, StoreStats, StoredChunk, TenantScope, chunk_point_id, lore_terms, tenant_terms,
+    StoreQuery, StoreStats, StoredChunk, TenantScope, chunk_point_id, lore_terms, scope_terms,
+    tenant_terms,
 };
 
 const DENSE: &str = "dense";
@@ -318,8 +319,8 @@ fn keyword(field: &str, value: &str) -> Condition {
     ))
 }
 
-/// The tenant filter: the one place tenants become a Qdrant condition. Searches pass one
-/// tenant at a time ([`scoped_query`]); listings pass the whole scope.
+/// The tenant filter: the one place tenants become a Qdrant condition. Dense searches pass
+/// one tenant at a time, BM25 searches and listings the whole scope ([`side_query`]).
 fn tenant_filter(tenants: &[String]) -> Filter {
     match tenants {
         [tenant] => Filter::new_must(keyword("tenant", tenant)),
@@ -395,13 +396,6 @@ fn nearest(vector: VectorInternal, using: &str) -> ScoringQuery {
     }))
 }
 
-fn edge_sparse(tenant: &str, v: &SparseVector) -> VectorInternal {
-    VectorInternal::Sparse(qdrant_edge::SparseVector {
-        indices: tenant_terms(tenant, v.indices.clone()),
-        values: v.values.clone(),
-    })
-}
-
 /// A single-vector query under the tenant filter. Hybrid queries are two of these, run in
 /// parallel and fused here (see [`fuse_rrf`]): the engine would run its prefetches one after
 /// the other, so a hybrid query cost the sum of both sides.
@@ -453,44 +447,59 @@ fn fuse_rrf(lists: &[Vec<PointId>], k: u32, limit: usize) -> Vec<(PointId, f32)>
     fused
 }
 
-/// Runs the query (built per tenant: sparse dimensions are the tenant's own, see
-/// [`tenant_terms`]) under each tenant of the scope, and merges the lists by score: the
-/// dense index holds one graph per tenant (see [`hnsw_layout`]), and a walk cannot cross
-/// from one tenant's graph into another's.
-fn scoped_query(
+/// One side of a search: what to score against.
+#[derive(Clone, Copy)]
+enum Side<'a> {
+    Dense(&'a [f32]),
+    Sparse(&'a SparseVector),
+}
+
+/// Runs one side under the scope's tenant filter. Dense runs tenant by tenant, the lists
+/// merged by score: the index holds one graph per tenant (see [`hnsw_layout`]) and a walk
+/// cannot cross from one tenant's graph into another's. BM25 is one query carrying every
+/// tenant's keyed terms ([`scope_terms`]), as on the server.
+fn side_query(
     shard: &EdgeShard,
     scope: &TenantScope,
-    query: &dyn Fn(&str) -> ScoringQuery,
+    side: Side<'_>,
     limit: usize,
     search_ef: usize,
     with_payload: bool,
     with_vectors: bool,
 ) -> Result<Vec<ScoredPoint>, StoreError> {
-    let mut points = Vec::new();
-    for tenant in scope.tenants() {
+    let run = |tenants: &[String], query: ScoringQuery| {
         let request = vector_query(
-            tenant_filter(std::slice::from_ref(tenant)),
-            query(tenant),
+            tenant_filter(tenants),
+            query,
             limit,
             search_ef,
             with_payload,
             with_vectors,
         );
-        points.extend(shard.query(request).map_err(backend)?);
+        shard.query(request).map_err(backend)
+    };
+    match side {
+        Side::Sparse(v) => {
+            let terms = scope_terms(scope, v);
+            let vector = VectorInternal::Sparse(qdrant_edge::SparseVector {
+                indices: terms.indices,
+                values: terms.values,
+            });
+            run(scope.tenants(), nearest(vector, SPARSE))
+        }
+        Side::Dense(v) => {
+            let mut points = Vec::new();
+            for tenant in scope.tenants() {
+                let query = nearest(VectorInternal::Dense(v.to_vec()), DENSE);
+                points.extend(run(std::slice::from_ref(tenant), query)?);
+            }
+            if scope.tenants().len() > 1 {
+                points.sort_by(|a, b| b.score.total_cmp(&a.score));
+                points.truncate(limit);
+            }
+            Ok(points)
+        }
     }
-    if scope.tenants().len() > 1 {
-        points.sort_by(|a, b| b.score.total_cmp(&a.score));
-        points.truncate(limit);
-    }
-    Ok(points)
-}
-
-fn dense_query(v: &[f32]) -> impl Fn(&str) -> ScoringQuery + '_ {
-    move |_| nearest(VectorInternal::Dense(v.to_vec()), DENSE)
-}
-
-fn sparse_query(v: &SparseVector) -> impl Fn(&str) -> ScoringQuery + '_ {
-    move |tenant| nearest(edge_sparse(tenant, v), SPARSE)
 }
 
 /// Runs a search request against the shard.
@@ -501,27 +510,27 @@ fn run_search(
 ) -> Result<Vec<Hit>, StoreError> {
     let scope = &request.scope;
     let (limit, with_vectors) = (request.limit, request.with_vectors);
-    let single = |query: &dyn Fn(&str) -> ScoringQuery| {
-        scoped_query(shard, scope, query, limit, search_ef, true, with_vectors)?
+    let single = |side| {
+        side_query(shard, scope, side, limit, search_ef, true, with_vectors)?
             .into_iter()
             .map(scored_hit)
             .collect()
     };
     match &request.query {
-        StoreQuery::Dense(v) => single(&dense_query(v)),
-        StoreQuery::Sparse(v) => single(&sparse_query(v)),
+        StoreQuery::Dense(v) => single(Side::Dense(v)),
+        StoreQuery::Sparse(v) => single(Side::Sparse(v)),
         StoreQuery::Hybrid {
             dense,
             sparse,
             rrf_k,
         } => {
             let depth = request.candidates.max(limit);
-            let ids = |query: &dyn Fn(&str) -> ScoringQuery| -> Result<Vec<PointId>, StoreError> {
-                let points = scoped_query(shard, scope, query, depth, search_ef, false, false)?;
+            let ids = |side| -> Result<Vec<PointId>, StoreError> {
+                let points = side_query(shard, scope, side, depth, search_ef, false, false)?;
                 Ok(points.into_iter().map(|p| p.id).collect())
             };
             let (dense_ids, sparse_ids) =
-                rayon::join(|| ids(&dense_query(dense)), || ids(&sparse_query(sparse)));
+                rayon::join(|| ids(Side::Dense(dense)), || ids(Side::Sparse(sparse)));
             let fused = fuse_rrf(&[dense_ids?, sparse_ids?], *rrf_k, limit);
             let wanted: Vec<PointId> = fused.iter().map(|(id, _)| *id).collect();
             let records = shard

@@ -43,13 +43,12 @@ pub fn tenant_key(tenant: &str) -> u32 {
 
 /// A stored vector of `tenant` read back as lore's term ids, in ascending order.
 pub fn lore_terms(tenant: &str, indices: Vec<u32>, values: Vec<f32>) -> SparseVector {
-    let mut terms: Vec<(u32, f32)> = tenant_terms(tenant, indices)
-        .into_iter()
-        .zip(values)
-        .collect();
-    terms.sort_unstable_by_key(|&(index, _)| index);
-    let (indices, values) = terms.into_iter().unzip();
-    SparseVector { indices, values }
+    ascending(
+        tenant_terms(tenant, indices)
+            .into_iter()
+            .zip(values)
+            .collect(),
+    )
 }
 
 /// One query vector for a whole scope: the query keyed for each tenant, side by side. A
@@ -57,7 +56,7 @@ pub fn lore_terms(tenant: &str, indices: Vec<u32>, values: Vec<f32>) -> SparseVe
 /// query. Two tenants' keyed ids can coincide (rarely); the larger weight is kept, as the
 /// engine takes each dimension once.
 pub fn scope_terms(scope: &TenantScope, query: &SparseVector) -> SparseVector {
-    let mut terms: Vec<(u32, f32)> = scope
+    let terms = scope
         .tenants()
         .iter()
         .flat_map(|tenant| {
@@ -66,6 +65,12 @@ pub fn scope_terms(scope: &TenantScope, query: &SparseVector) -> SparseVector {
                 .zip(query.values.iter().copied())
         })
         .collect();
+    ascending(terms)
+}
+
+/// (term, weight) pairs as a vector in ascending term order, each term once (the larger
+/// weight when one repeats).
+fn ascending(mut terms: Vec<(u32, f32)>) -> SparseVector {
     terms.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)));
     terms.dedup_by_key(|t| t.0);
     let (indices, values) = terms.into_iter().unzip();
