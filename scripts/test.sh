@@ -11,4 +11,4 @@ scripts/fetch-model.sh
 if [ ! -x /usr/bin/chromium ]; then
   apt-get install -y chromium || { apt-get update && apt-get install -y chromium; }
 fi
-cargo test --release --workspace "$@"
+cargo test --release --workspace --locked "$@"

@@ -8,13 +8,16 @@ use std::time::Instant;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::app::App;
-use crate::config::Settings;
-use crate::embed::bm25::Bm25Encoder;
-use crate::store::edge::EdgeStore;
-use crate::store::{
+use lore_core::embed::bm25::Bm25Encoder;
+use lore_core::kb::KnowledgeBase;
+use lore_core::progress::Quiet;
+use lore_core::store::edge::EdgeStore;
+use lore_core::store::synthetic::{XorShift, unit_vector};
+use lore_core::store::{
     Chunk, KnowledgeStore, SearchRequest, SparseVector, StoreQuery, StoredChunk, TenantScope,
 };
+
+use crate::settings::Settings;
 
 /// Latency percentiles in milliseconds.
 #[derive(Debug, Serialize)]
@@ -27,13 +30,13 @@ pub struct Latency {
 
 /// Ingests `corpus` into a fresh store under `work` and reports throughput and latency.
 pub async fn corpus(settings: &Settings, corpus: &Path, work: &Path) -> Result<()> {
-    let mut settings = settings.clone();
+    let mut settings = settings.knowledge();
     settings.store.data_dir = work.join("corpus");
-    let app = App::open(settings).await?;
+    let app = KnowledgeBase::open(settings).await?;
     let started = Instant::now();
     let report = app
         .ingestor
-        .ingest(&[corpus.display().to_string()], "bench", false)
+        .ingest(&[corpus.display().to_string()], "bench", &Quiet)
         .await?;
     let seconds = started.elapsed().as_secs_f64();
     println!(
@@ -183,9 +186,9 @@ pub async fn synthetic(
 
 /// `min + 0..span` words drawn from the vocabulary, concatenated as Chinese is written.
 fn synthetic_text(rng: &mut XorShift, vocabulary: &[String], min: usize, span: u64) -> String {
-    let words = min + (rng.next() % span) as usize;
+    let words = min + (rng.next_u64() % span) as usize;
     (0..words)
-        .map(|_| vocabulary[(rng.next() % vocabulary.len() as u64) as usize].as_str())
+        .map(|_| vocabulary[(rng.next_u64() % vocabulary.len() as u64) as usize].as_str())
         .collect()
 }
 
@@ -320,26 +323,6 @@ fn vocabulary(path: &Path) -> Result<Vec<String>> {
     words.dedup();
     anyhow::ensure!(!words.is_empty(), "no words in {}", path.display());
     Ok(words)
-}
-
-pub(crate) fn unit_vector(rng: &mut XorShift, dim: usize) -> Vec<f32> {
-    let v: Vec<f32> = (0..dim)
-        .map(|_| (rng.next() % 20_000) as f32 / 10_000.0 - 1.0)
-        .collect();
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
-    v.into_iter().map(|x| x / norm).collect()
-}
-
-/// A tiny deterministic generator, so runs are comparable.
-pub(crate) struct XorShift(pub(crate) u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 /// Default location of the shared corpus, beside the repository.

@@ -1,17 +1,12 @@
-//! lore: a team knowledge-base assistant. The core library: configuration, ingestion,
-//! the knowledge store, retrieval and answering. Chat platforms live under `adapters/`.
+//! lore, the application: the `lore` command line, `lore serve` with its surfaces (Discord,
+//! Telegram, the HTTP API, the terminal), and the aggregate settings that wire them to the
+//! core (`lore_core`). Everything lore knows and decides lives in the core; this crate
+//! only parses, prints, serves and connects.
 
-pub mod answer;
-pub mod app;
 pub mod bench;
-pub mod bot;
 pub mod cli;
-pub mod config;
-pub mod embed;
-pub mod eval;
 pub mod http;
-pub mod ingest;
-pub mod llm;
-pub mod retrieve;
+pub mod progress;
 pub mod serve;
-pub mod store;
+pub mod settings;
+pub mod terminal;

@@ -10,10 +10,12 @@ use anyhow::{Context, Result, bail};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::App;
-use crate::bot::Engine;
-use crate::config::Settings;
-use crate::llm::Secrets;
+use lore_core::bot::Engine;
+use lore_core::kb::KnowledgeBase;
+use lore_core::llm::Secrets;
+
+use crate::http::HttpParts;
+use crate::settings::Settings;
 
 /// How long running surfaces get to finish after the shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
@@ -27,7 +29,8 @@ pub struct ServeOptions {
 
 /// What every surface gets: the core, the secrets and the shutdown signal.
 pub struct ServeContext {
-    pub app: Arc<App>,
+    pub settings: Settings,
+    pub kb: Arc<KnowledgeBase>,
     pub engine: Engine,
     pub secrets: Secrets,
     pub options: ServeOptions,
@@ -45,8 +48,19 @@ pub type Surface = (
 fn configured_surfaces(ctx: &Arc<ServeContext>) -> Result<Vec<Surface>> {
     let mut surfaces: Vec<Surface> = Vec::new();
     surfaces.extend(discord_surface(ctx)?);
-    if ctx.app.settings.http.listen.is_some() {
-        surfaces.push(("http", Box::pin(crate::http::serve(ctx.clone()))));
+    if ctx.settings.http.listen.is_some() {
+        let parts = HttpParts {
+            kb: ctx.kb.clone(),
+            core: ctx.engine.core().clone(),
+            shutdown: ctx.shutdown.clone(),
+        };
+        let ctx = ctx.clone();
+        surfaces.push((
+            "http",
+            Box::pin(async move {
+                crate::http::serve(parts, ctx.settings.http.clone(), &ctx.secrets).await
+            }),
+        ));
     }
     surfaces.extend(telegram_surface(ctx));
     Ok(surfaces)
@@ -58,7 +72,7 @@ fn discord_surface(ctx: &Arc<ServeContext>) -> Result<Option<Surface>> {
     let Some(token) = ctx.secrets.get("DISCORD_TOKEN") else {
         return Ok(None);
     };
-    let settings = ctx.app.settings.discord.clone();
+    let settings = ctx.settings.discord.clone();
     let shards = match &ctx.options.discord_shards {
         Some(flag) => Some(
             flag.parse::<lore_discord::ShardRange>()
@@ -84,7 +98,7 @@ fn telegram_surface(ctx: &Arc<ServeContext>) -> Option<Surface> {
         .get("TELEGRAM_BOT_TOKEN")
         .map(|s| s.expose().to_owned())
         .filter(|t| !t.trim().is_empty())?;
-    let settings = ctx.app.settings.telegram.clone();
+    let settings = ctx.settings.telegram.clone();
     let handler: Arc<dyn lore_chat::ChatHandler> = Arc::new(ctx.engine.clone());
     let shutdown = ctx.shutdown.clone().cancelled_owned();
     Some((
@@ -100,10 +114,11 @@ fn telegram_surface(ctx: &Arc<ServeContext>) -> Option<Surface> {
 /// Runs until a signal, or until a surface fails.
 pub async fn run(settings: Settings, options: ServeOptions) -> Result<()> {
     let secrets = Secrets::from_env()?;
-    let app = Arc::new(App::open(settings).await?);
-    let engine = Engine::open(app.clone())?;
+    let kb = Arc::new(KnowledgeBase::open(settings.knowledge()).await?);
+    let engine = Engine::open(kb.clone(), settings.bot.clone())?;
     let ctx = Arc::new(ServeContext {
-        app: app.clone(),
+        settings,
+        kb: kb.clone(),
         engine: engine.clone(),
         secrets,
         options,
@@ -149,7 +164,7 @@ pub async fn run(settings: Settings, options: ServeOptions) -> Result<()> {
         running.abort_all();
     }
     engine.shutdown().await?;
-    app.store.commit().await?;
+    kb.store.commit().await?;
     match failure {
         Some(e) => Err(e),
         None => Ok(()),

@@ -187,7 +187,7 @@ async fn a_follow_up_is_condensed_with_the_history_before_retrieval() {
     let docs = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     corpus(docs.path());
-    let settings = lore::config::Settings::load(
+    let settings = lore::settings::Settings::load(
         None,
         [
             ("LORE_STORE__DATA_DIR", data.path().to_str().unwrap()),
@@ -201,18 +201,24 @@ async fn a_follow_up_is_condensed_with_the_history_before_retrieval() {
     .unwrap();
     // The key comes from the environment, as in production.
     unsafe { std::env::set_var("LORE_TEST_LLM_KEY", "sk-test-key") };
-    let app = lore::app::App::open(settings).await.unwrap();
+    let app = lore_core::kb::KnowledgeBase::open(settings.knowledge())
+        .await
+        .unwrap();
     app.ingestor
-        .ingest(&[docs.path().display().to_string()], "t", false)
+        .ingest(
+            &[docs.path().display().to_string()],
+            "t",
+            &lore_core::progress::Quiet,
+        )
         .await
         .unwrap();
     let history = [
-        lore::answer::HistoryTurn {
+        lore_core::answer::HistoryTurn {
             speaker: "alice".into(),
             is_bot: false,
             text: "乌龙茶产自哪里？".into(),
         },
-        lore::answer::HistoryTurn {
+        lore_core::answer::HistoryTurn {
             speaker: "lore".into(),
             is_bot: true,
             text: "乌龙茶主要产自福建和台湾 [1]。".into(),
@@ -222,7 +228,7 @@ async fn a_follow_up_is_condensed_with_the_history_before_retrieval() {
     let answer = app
         .assistant
         .answer(
-            &lore::store::TenantScope::only("t"),
+            &lore_core::store::TenantScope::only("t"),
             "那另一种呢？",
             &history,
             Some(tx),

@@ -6,14 +6,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use lore::app::App;
-use lore::bot::Engine;
-use lore::bot::reply::Streamer;
-use lore::config::Settings;
+use lore::settings::Settings;
 use lore_chat::{
     Addressing, Attachment, Author, ChannelHistory, ChatError, ChatHandler, Download, EventKind,
     HistoryPage, IncomingEvent, MessageHandle, ReplySink, SlashCommand,
 };
+use lore_core::bot::Engine;
+use lore_core::bot::reply::Streamer;
+use lore_core::kb::KnowledgeBase as App;
 
 /// Messages the scripted platform shows, in order; edits replace a message's text.
 #[derive(Default)]
@@ -129,7 +129,12 @@ fn settings(data: &Path) -> Settings {
 }
 
 async fn engine(settings: Settings) -> Engine {
-    Engine::open(Arc::new(App::open(settings).await.unwrap())).unwrap()
+    let bot = settings.bot.clone();
+    Engine::open(
+        Arc::new(App::open(settings.knowledge()).await.unwrap()),
+        bot,
+    )
+    .unwrap()
 }
 
 fn message(tenant: &str, channel: &str, user: &str, text: &str) -> IncomingEvent {

@@ -192,3 +192,79 @@ fn chat_conversation_resumes_after_a_restart() {
     assert!(chat("tea", "/reset").contains("cleared"));
     assert!(!chat("tea", "详细说说").contains("Sources:"));
 }
+
+/// `lore check-config` checks what `lore serve` checks: a misspelt key or provider, a bad
+/// shard range or guild id, each reported with the key and what is allowed.
+#[test]
+fn check_config_refuses_misspelt_keys_and_providers() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let good = write(
+        "good.toml",
+        "[llm]\nprovider = \"openai\"\ntemperature = 0.3\n",
+    );
+    let provider = write("provider.toml", "[llm]\nprovider = \"opneai\"\n");
+    let key = write("key.toml", "[llm]\ntempreture = 0.3\n");
+    let shards = write("shards.toml", "[discord]\nshards = \"4-2/8\"\n");
+    let guild = write("guild.toml", "[discord]\nguild_id = \"my-server\"\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_lore"))
+        .args(["check-config", &good, &provider, &key, &shards, &guild])
+        .env_remove("LORE_LLM__PROVIDER")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "bad files must fail the check");
+    let report = String::from_utf8_lossy(&out.stdout);
+    let line = |path: &str| {
+        report
+            .lines()
+            .find(|l| l.starts_with(path))
+            .unwrap_or_else(|| panic!("no line for {path}: {report}"))
+            .to_owned()
+    };
+    assert!(line(&good).ends_with(": OK"), "{report}");
+    let p = line(&provider);
+    assert!(
+        p.contains("opneai") && p.contains("openai") && p.contains("zhipu"),
+        "{p}"
+    );
+    let k = line(&key);
+    assert!(k.contains("tempreture") && k.contains("temperature"), "{k}");
+    assert!(line(&shards).contains("discord.shards"), "{report}");
+    assert!(line(&guild).contains("discord.guild_id"), "{report}");
+}
+
+/// The model is found from any working directory: by default it lives in the per-user
+/// data directory, not beside the checkout.
+#[test]
+fn the_model_is_found_from_another_working_directory() {
+    let installed = lore_core::embed::local::default_model_path();
+    if !installed.is_file() {
+        eprintln!(
+            "skipped: no local model at {} (scripts/fetch-model.sh installs it)",
+            installed.display()
+        );
+        return;
+    }
+    let data_home = tempfile::tempdir().unwrap();
+    let models = data_home.path().join("lore/models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::os::unix::fs::symlink(&installed, models.join("e5-small-q4.bin")).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lore"))
+        .args(["stats", "--json"])
+        .current_dir(elsewhere.path())
+        .env("XDG_DATA_HOME", data_home.path())
+        .env("LORE_STORE__DATA_DIR", data.path())
+        .env_remove("LORE_EMBEDDING__MODEL_PATH")
+        .env_remove("LORE_EMBEDDING__PROVIDER")
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    let stats: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(stats["dense_embedder"], "e5-small-q4/384", "{text}");
+}

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use axum::response::IntoResponse;
 use discord_fake::{BOT_ID, FakeDiscord, MANAGE_GUILD, Posted, User, shard_of};
-use lore::app::App;
-use lore::bot::Engine;
-use lore::config::Settings;
-use lore::store::TenantScope;
+use lore::settings::Settings;
+use lore_core::bot::Engine;
+use lore_core::kb::KnowledgeBase as App;
+use lore_core::store::TenantScope;
 use lore_discord::{DiscordSettings, ShardRange};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -72,8 +72,8 @@ impl Bot {
             Settings::load(None, pairs.into_iter().map(|(k, v)| (k.to_owned(), v))).unwrap();
         settings.bot.questions_per_user_per_minute = 1000;
         settings.bot.questions_per_channel_per_minute = 1000;
-        let app = Arc::new(App::open(settings).await.unwrap());
-        let engine = Engine::open(app.clone()).unwrap();
+        let app = Arc::new(App::open(settings.knowledge()).await.unwrap());
+        let engine = Engine::open(app.clone(), settings.bot.clone()).unwrap();
         let handler = Arc::new(engine.clone());
         let discord = DiscordSettings {
             api_base: Some(fake.api_base.clone()),
@@ -627,7 +627,11 @@ async fn long_answers_are_split_at_2000_characters_and_mention_nobody() {
     let docs = tempfile::tempdir().unwrap();
     bot.app
         .ingestor
-        .ingest(&[ingest_tea(docs.path())], &GUILD_A.to_string(), false)
+        .ingest(
+            &[ingest_tea(docs.path())],
+            &GUILD_A.to_string(),
+            &lore_core::progress::Quiet,
+        )
         .await
         .unwrap();
     let bob = User::new(102, "bob");
@@ -825,7 +829,11 @@ async fn answers_in_a_thread_when_configured() {
     let docs = tempfile::tempdir().unwrap();
     bot.app
         .ingestor
-        .ingest(&[ingest_tea(docs.path())], &GUILD_A.to_string(), false)
+        .ingest(
+            &[ingest_tea(docs.path())],
+            &GUILD_A.to_string(),
+            &lore_core::progress::Quiet,
+        )
         .await
         .unwrap();
     let fake = &bot.fake;

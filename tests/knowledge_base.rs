@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-use lore::app::App;
-use lore::config::Settings;
-use lore::store::TenantScope;
+use lore::settings::Settings;
+use lore_core::kb::KnowledgeBase as App;
+use lore_core::store::TenantScope;
 
 fn settings(data_dir: &Path, extra: &[(&str, &str)]) -> Settings {
     let mut env = vec![
@@ -21,7 +21,9 @@ fn settings(data_dir: &Path, extra: &[(&str, &str)]) -> Settings {
 }
 
 async fn open(data_dir: &Path) -> App {
-    App::open(settings(data_dir, &[])).await.unwrap()
+    App::open(settings(data_dir, &[]).knowledge())
+        .await
+        .unwrap()
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
@@ -57,7 +59,11 @@ async fn ingest_search_reingest_change_and_forget() {
 
     let app = open(data.path()).await;
     let inputs = [docs.path().display().to_string()];
-    let report = app.ingestor.ingest(&inputs, "t", false).await.unwrap();
+    let report = app
+        .ingestor
+        .ingest(&inputs, "t", &lore_core::progress::Quiet)
+        .await
+        .unwrap();
     assert_eq!(report.files, 2, "{report:?}");
     assert_eq!(report.unsupported.len(), 1, "{report:?}");
     assert!(report.unsupported[0].ends_with("image.xyz"));
@@ -85,7 +91,11 @@ async fn ingest_search_reingest_change_and_forget() {
     );
 
     // The same folder again changes nothing.
-    let again = app.ingestor.ingest(&inputs, "t", false).await.unwrap();
+    let again = app
+        .ingestor
+        .ingest(&inputs, "t", &lore_core::progress::Quiet)
+        .await
+        .unwrap();
     assert_eq!(
         (again.files, again.unchanged, again.chunks),
         (0, 2, 0),
@@ -100,7 +110,11 @@ async fn ingest_search_reingest_change_and_forget() {
         "tea.txt",
         "红茶是全发酵茶，正山小种产自武夷山。",
     );
-    let changed = app.ingestor.ingest(&inputs, "t", false).await.unwrap();
+    let changed = app
+        .ingestor
+        .ingest(&inputs, "t", &lore_core::progress::Quiet)
+        .await
+        .unwrap();
     assert_eq!((changed.files, changed.unchanged), (1, 1), "{changed:?}");
     let r = app
         .retriever
@@ -133,7 +147,7 @@ async fn tenants_never_see_each_other() {
     let tea = write(docs.path(), "tea.txt", TEA_DOC);
     let app = open(data.path()).await;
     app.ingestor
-        .ingest(&[tea.clone()], "team-a", false)
+        .ingest(&[tea.clone()], "team-a", &lore_core::progress::Quiet)
         .await
         .unwrap();
 
@@ -157,7 +171,11 @@ async fn tenants_never_see_each_other() {
     );
     // A scope with the global tenant sees both.
     app.ingestor
-        .ingest(&[write(docs.path(), "g.md", RUST_DOC)], "global", false)
+        .ingest(
+            &[write(docs.path(), "g.md", RUST_DOC)],
+            "global",
+            &lore_core::progress::Quiet,
+        )
         .await
         .unwrap();
     let both = TenantScope::with_global("team-a", "global");
@@ -177,7 +195,7 @@ async fn knowledge_survives_a_restart() {
     {
         let app = open(data.path()).await;
         app.ingestor
-            .ingest(&[rust.clone()], "t", false)
+            .ingest(&[rust.clone()], "t", &lore_core::progress::Quiet)
             .await
             .unwrap();
     }
@@ -186,7 +204,11 @@ async fn knowledge_survives_a_restart() {
         top_source(&app, "t", "borrow checker").await.as_deref(),
         Some(rust.as_str())
     );
-    let again = app.ingestor.ingest(&[rust], "t", false).await.unwrap();
+    let again = app
+        .ingestor
+        .ingest(&[rust], "t", &lore_core::progress::Quiet)
+        .await
+        .unwrap();
     assert_eq!(again.unchanged, 1);
 }
 
@@ -196,7 +218,11 @@ async fn unrelated_question_has_no_evidence() {
     let data = tempfile::tempdir().unwrap();
     let app = open(data.path()).await;
     app.ingestor
-        .ingest(&[write(docs.path(), "tea.txt", TEA_DOC)], "t", false)
+        .ingest(
+            &[write(docs.path(), "tea.txt", TEA_DOC)],
+            "t",
+            &lore_core::progress::Quiet,
+        )
         .await
         .unwrap();
     let scope = TenantScope::only("t");
@@ -212,7 +238,7 @@ async fn unrelated_question_has_no_evidence() {
         .await
         .unwrap();
     assert!(!unrelated.evidence, "{:?}", unrelated.hits);
-    let answer = lore::answer::extractive("how do I configure kubernetes ingress", &unrelated);
+    let answer = lore_core::answer::extractive("how do I configure kubernetes ingress", &unrelated);
     assert!(!answer.grounded);
     assert!(answer.citations.is_empty());
 }
@@ -223,12 +249,16 @@ async fn oversized_file_is_an_error_and_others_still_go_in() {
     let data = tempfile::tempdir().unwrap();
     write(docs.path(), "big.txt", &"x".repeat(2 * 1024 * 1024));
     write(docs.path(), "small.md", RUST_DOC);
-    let app = App::open(settings(data.path(), &[("LORE_INGEST__MAX_FILE_MIB", "1")]))
+    let app = App::open(settings(data.path(), &[("LORE_INGEST__MAX_FILE_MIB", "1")]).knowledge())
         .await
         .unwrap();
     let report = app
         .ingestor
-        .ingest(&[docs.path().display().to_string()], "t", false)
+        .ingest(
+            &[docs.path().display().to_string()],
+            "t",
+            &lore_core::progress::Quiet,
+        )
         .await
         .unwrap();
     assert_eq!(report.files, 1, "{report:?}");
@@ -241,7 +271,7 @@ async fn store_built_with_one_embedder_refuses_another() {
     let data = tempfile::tempdir().unwrap();
     drop(open(data.path()).await);
     let dir = data.path().join("knowledge");
-    let err = lore::store::edge::EdgeStore::open(&dir, Some(("some-model".into(), 8)))
+    let err = lore_core::store::edge::EdgeStore::open(&dir, Some(("some-model".into(), 8)))
         .err()
         .expect("mismatched embedder must not open");
     let msg = err.to_string();
@@ -261,7 +291,7 @@ async fn a_known_question_finds_its_page_in_the_pumpkin_book() {
     let app = open(data.path()).await;
     let report = app
         .ingestor
-        .ingest(&[pdf.to_owned()], "t", false)
+        .ingest(&[pdf.to_owned()], "t", &lore_core::progress::Quiet)
         .await
         .unwrap();
     assert_eq!(report.errors, vec![]);
@@ -306,17 +336,17 @@ async fn hybrid_search_with_the_local_model_matches_across_languages() {
             ("LORE_EMBEDDING__MODEL_PATH", model),
         ],
     );
-    let app = App::open(settings).await.unwrap();
+    let app = App::open(settings.knowledge()).await.unwrap();
     assert_eq!(app.store.dense_dimension(), Some(384));
     app.ingestor
-        .ingest(&[tea.clone(), rust], "t", false)
+        .ingest(&[tea.clone(), rust], "t", &lore_core::progress::Quiet)
         .await
         .unwrap();
     let scope = TenantScope::only("t");
     // An English question about a Chinese passage: only the dense side can match it.
     for mode in [
-        lore::retrieve::SearchMode::Dense,
-        lore::retrieve::SearchMode::Hybrid,
+        lore_core::retrieve::SearchMode::Dense,
+        lore_core::retrieve::SearchMode::Hybrid,
     ] {
         let r = app
             .retriever

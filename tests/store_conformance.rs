@@ -21,12 +21,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use lore::embed::bm25::Bm25Encoder;
-use lore::retrieve::{Retriever, SearchMode};
-use lore::store::edge::EdgeStore;
-use lore::store::migrate::{MigrateError, MigrateOptions, migrate};
-use lore::store::server::{QdrantServerStore, ServerConfig};
-use lore::store::{
+use lore_core::embed::bm25::Bm25Encoder;
+use lore_core::progress::Quiet;
+use lore_core::retrieve::{Retriever, SearchMode};
+use lore_core::store::edge::EdgeStore;
+use lore_core::store::migrate::{MigrateError, MigrateOptions, migrate};
+use lore_core::store::server::{QdrantServerStore, ServerConfig};
+use lore_core::store::{
     Chunk, Hit, KnowledgeStore, SearchRequest, SourceSummary, SparseVector, StoreError, StoreQuery,
     StoredChunk, TenantScope, chunk_point_id,
 };
@@ -557,7 +558,7 @@ async fn mmr_prefers_a_different_passage(h: &mut Harness) {
         .await
         .unwrap();
     store.commit().await.unwrap();
-    let mut settings = lore::config::Settings::load(None, Vec::<(String, String)>::new())
+    let mut settings = lore::settings::Settings::load(None, Vec::<(String, String)>::new())
         .unwrap()
         .retrieval;
     settings.mmr_lambda = 0.5;
@@ -1086,7 +1087,6 @@ fn options(dir: &Path, batch: usize) -> MigrateOptions {
         route: "test route".into(),
         checkpoint: dir.join("migrate-checkpoint.json"),
         batch,
-        progress: false,
     }
 }
 
@@ -1119,18 +1119,18 @@ async fn migrate_round_trip_embedded_to_server_and_back() {
     );
     let work = tempfile::tempdir().unwrap();
     // An empty source is a mistake (wrong --from or settings), not a successful copy.
-    let err = migrate(c.as_ref(), b.as_ref(), &options(work.path(), 4))
+    let err = migrate(c.as_ref(), b.as_ref(), &options(work.path(), 4), &Quiet)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("no chunks"), "{err}");
-    let report = migrate(a.as_ref(), b.as_ref(), &options(work.path(), 4))
+    let report = migrate(a.as_ref(), b.as_ref(), &options(work.path(), 4), &Quiet)
         .await
         .unwrap();
     assert_eq!(report.copied, 6);
     assert_eq!(report.resumed_after, None);
     assert_eq!(report.tenants, a.tenant_counts().await.unwrap());
     assert!(!work.path().join("migrate-checkpoint.json").exists());
-    let report = migrate(b.as_ref(), c.as_ref(), &options(work.path(), 4))
+    let report = migrate(b.as_ref(), c.as_ref(), &options(work.path(), 4), &Quiet)
         .await
         .unwrap();
     assert_eq!(report.copied, 6);
@@ -1160,13 +1160,17 @@ async fn migrate_resumes_after_an_interruption_and_verifies_counts() {
     let opts = options(work.path(), 2);
     // The server goes away after two pages (four chunks) of six.
     standin.fail_upserts_after(2);
-    let err = migrate(a.as_ref(), b.as_ref(), &opts).await.unwrap_err();
+    let err = migrate(a.as_ref(), b.as_ref(), &opts, &Quiet)
+        .await
+        .unwrap_err();
     assert!(matches!(err, MigrateError::Store(_)), "{err}");
     assert!(opts.checkpoint.exists());
     assert_eq!(b.stats().await.unwrap().chunks, 4);
     standin.heal();
     let calls_before = standin.upsert_calls();
-    let report = migrate(a.as_ref(), b.as_ref(), &opts).await.unwrap();
+    let report = migrate(a.as_ref(), b.as_ref(), &opts, &Quiet)
+        .await
+        .unwrap();
     assert_eq!(report.resumed_after, Some(4));
     assert_eq!(report.copied, 2);
     // One page, not a restart from the beginning.
@@ -1180,7 +1184,7 @@ async fn migrate_resumes_after_an_interruption_and_verifies_counts() {
         r#"{"route":"elsewhere","next":null,"finished":false,"copied":3}"#,
     )
     .unwrap();
-    let err = migrate(a.as_ref(), b.as_ref(), &opts)
+    let err = migrate(a.as_ref(), b.as_ref(), &opts, &Quiet)
         .await
         .unwrap_err()
         .to_string();
@@ -1197,7 +1201,7 @@ async fn migrate_resumes_after_an_interruption_and_verifies_counts() {
     )])
     .await
     .unwrap();
-    let err = migrate(a.as_ref(), b.as_ref(), &opts)
+    let err = migrate(a.as_ref(), b.as_ref(), &opts, &Quiet)
         .await
         .unwrap_err()
         .to_string();

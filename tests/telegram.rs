@@ -12,10 +12,10 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State;
 use axum::response::IntoResponse;
-use lore::app::App;
-use lore::bot::Engine;
-use lore::config::Settings;
-use lore::store::TenantScope;
+use lore::settings::Settings;
+use lore_core::bot::Engine;
+use lore_core::kb::KnowledgeBase as App;
+use lore_core::store::TenantScope;
 use serde_json::{Value, json};
 use telegram_fake::{BOT_ID, BOT_USERNAME, FakeTelegram, Shown, parse_html, user};
 use tokio::sync::oneshot;
@@ -83,8 +83,8 @@ impl Harness {
         settings.telegram.poll_timeout_secs = 20;
         configure(&mut settings);
         let telegram = settings.telegram.clone();
-        let app = Arc::new(App::open(settings).await.unwrap());
-        let engine = Engine::open(app.clone()).unwrap();
+        let app = Arc::new(App::open(settings.knowledge()).await.unwrap());
+        let engine = Engine::open(app.clone(), settings.bot.clone()).unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(lore_telegram::run(
             telegram,
@@ -641,7 +641,7 @@ async fn a_long_streamed_answer_is_paced_split_and_parseable() {
     });
     let llm = fake_llm(stream.clone()).await;
     let h = Harness::start(|s| {
-        s.llm.provider = "openai".into();
+        s.llm.provider = "openai".parse().unwrap();
         s.llm.base_url = Some(llm.clone());
         s.llm.model = "test-model".into();
         // Only the adapter paces edits here: the core would edit on every delta.

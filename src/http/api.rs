@@ -15,13 +15,13 @@ use serde_json::json;
 
 use super::auth::Principal;
 use super::{ApiError, Cut, HttpState, PLATFORM};
-use crate::answer::{Answer, Citation};
-use crate::bot::commands::ask;
-use crate::bot::memory::ConversationKey;
-use crate::bot::{BotError, knowledge};
-use crate::ingest::load::{self, LoadLimits};
-use crate::ingest::pipeline::SourceOutcome;
-use crate::store::TenantScope;
+use lore_core::answer::{Answer, Citation};
+use lore_core::bot::memory::ConversationKey;
+use lore_core::bot::turn;
+use lore_core::bot::{BotError, knowledge};
+use lore_core::ingest::load::{self, LoadLimits};
+use lore_core::ingest::pipeline::SourceOutcome;
+use lore_core::store::TenantScope;
 
 /// Longest question accepted, in characters.
 const MAX_QUESTION_CHARS: usize = 4000;
@@ -136,7 +136,7 @@ pub async fn ask(
         let answer = state
             .bounded(async {
                 let _slot = state.core.slot().await;
-                ask::answer_turn(&state.core, &key, &principal.user, &question, None).await
+                turn::answer_turn(&state.core, &key, &principal.user, &question, None).await
             })
             .await??;
         return Ok(Json(AskResponse::new(answer, conversation_id)).into_response());
@@ -156,7 +156,7 @@ pub async fn ask(
         let work = async {
             let _slot = state.core.slot().await;
             let (answer, ()) = tokio::join!(
-                ask::answer_turn(
+                turn::answer_turn(
                     &state.core,
                     &key,
                     &principal.user,
@@ -230,9 +230,7 @@ pub async fn search(
     let request = body(request)?;
     let tenant = tenant_of(&principal, request.tenant.as_deref())?;
     let query = question_text(&request.query)?;
-    let k = request
-        .top_k
-        .unwrap_or(state.app.retriever.settings().top_k);
+    let k = request.top_k.unwrap_or(state.kb.retriever.settings().top_k);
     if !(1..=50).contains(&k) {
         return Err(ApiError::bad_request("top_k must be within 1..=50"));
     }
@@ -245,7 +243,7 @@ pub async fn search(
     state.core.admit(&principal.user, &key)?;
     let scope = state.core.scope(&tenant);
     let retrieval = state
-        .bounded(state.app.retriever.search(&scope, &query, None, k))
+        .bounded(state.kb.retriever.search(&scope, &query, None, k))
         .await?
         .map_err(|e| BotError::Internal(format!("search failed: {e}")))?;
     let hits: Vec<_> = retrieval
@@ -371,8 +369,8 @@ async fn ingest_items(
     }
     let limits = LoadLimits {
         max_file_bytes: max,
-        allow_private_hosts: state.app.settings.ingest.allow_private_hosts,
-        fetch_timeout: Duration::from_secs(state.app.settings.ingest.fetch_timeout_secs),
+        allow_private_hosts: state.kb.settings.ingest.allow_private_hosts,
+        fetch_timeout: Duration::from_secs(state.kb.settings.ingest.fetch_timeout_secs),
         ..LoadLimits::default()
     };
     let mut results = Vec::new();
@@ -422,7 +420,7 @@ async fn ingest_items(
         });
     }
     if stored_any {
-        state.app.store.commit().await?;
+        state.kb.store.commit().await?;
     }
     let status = if failed == results.len() {
         axum::http::StatusCode::UNPROCESSABLE_ENTITY
@@ -438,7 +436,7 @@ pub async fn sources(
     Extension(principal): Extension<Principal>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let tenant = principal.tenant.clone();
-    let store = &state.app.store;
+    let store = &state.kb.store;
     let mut list: Vec<_> = store
         .sources(&TenantScope::only(&tenant))
         .await?
@@ -472,6 +470,6 @@ pub async fn delete_source(
             "there is no source named {source:?} in this tenant (see GET /v1/sources)"
         )));
     }
-    state.app.store.commit().await?;
+    state.kb.store.commit().await?;
     Ok(Json(json!({"source": source, "removed_chunks": removed})))
 }

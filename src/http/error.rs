@@ -7,7 +7,10 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::Cut;
-use crate::bot::BotError;
+use lore_core::bot::BotError;
+
+/// Retry-After of a transient vendor failure that came with no hint of its own.
+const UPSTREAM_RETRY_SECS: u64 = 5;
 
 /// An error response.
 #[derive(Debug)]
@@ -83,6 +86,9 @@ impl From<BotError> for ApiError {
             BotError::Unsupported(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_file"),
             BotError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             BotError::Ingest(_) => (StatusCode::UNPROCESSABLE_ENTITY, "ingest_error"),
+            BotError::Answer(a) if a.retry_later().is_some() => {
+                (StatusCode::SERVICE_UNAVAILABLE, "upstream_unavailable")
+            }
             BotError::Answer(_) | BotError::Platform(_) => {
                 (StatusCode::BAD_GATEWAY, "upstream_error")
             }
@@ -92,6 +98,12 @@ impl From<BotError> for ApiError {
         };
         let retry_after = match &e {
             BotError::RateLimited(r) => Some(r.seconds()),
+            // The vendor's own hint, rounded up; without one, a short wait a client can honour.
+            BotError::Answer(a) => a.retry_later().map(|hint| {
+                hint.map_or(UPSTREAM_RETRY_SECS, |d| {
+                    d.as_secs_f64().ceil().max(1.0) as u64
+                })
+            }),
             _ => None,
         };
         Self {
@@ -103,8 +115,8 @@ impl From<BotError> for ApiError {
     }
 }
 
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> Self {
+impl From<lore_core::store::StoreError> for ApiError {
+    fn from(e: lore_core::store::StoreError) -> Self {
         BotError::from(e).into()
     }
 }

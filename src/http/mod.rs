@@ -1,5 +1,5 @@
-//! The HTTP API, the web chat page, health and metrics (issue 10), started by `lore serve`
-//! when `[http] listen` is set. Questions go through the bot core (`bot::commands::ask`) as
+//! The HTTP API, the web chat page, health and metrics, started by `lore serve` when
+//! `[http] listen` is set. Questions go through the bot core (`bot::turn`) as
 //! the platform "http": the same scope, rate limits, memory, span and metrics as a chat.
 //! Routes come from one table ([`routes::ROUTES`]), which also generates `/openapi.json`.
 
@@ -23,11 +23,11 @@ use axum::response::Response;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
-use crate::app::App;
-use crate::bot::Core;
-use crate::serve::ServeContext;
 use auth::Tokens;
 pub use error::ApiError;
+use lore_core::bot::Core;
+use lore_core::kb::KnowledgeBase;
+use lore_core::llm::Secrets;
 use settings::HttpSettings;
 
 /// The platform name of HTTP questions in conversation keys, rate limits and metrics.
@@ -35,7 +35,7 @@ pub const PLATFORM: &str = "http";
 
 /// Everything a handler needs.
 pub struct HttpState {
-    pub app: Arc<App>,
+    pub kb: Arc<KnowledgeBase>,
     pub core: Arc<Core>,
     pub tokens: Tokens,
     pub settings: HttpSettings,
@@ -67,11 +67,18 @@ impl HttpState {
     }
 }
 
+/// What the HTTP surface serves: the knowledge base, the bot core its questions go
+/// through, and the shutdown signal.
+pub struct HttpParts {
+    pub kb: Arc<KnowledgeBase>,
+    pub core: Arc<Core>,
+    pub shutdown: CancellationToken,
+}
+
 /// The surface `lore serve` runs: binds `[http] listen` and serves until shutdown.
-pub async fn serve(ctx: Arc<ServeContext>) -> Result<()> {
-    let settings = ctx.app.settings.http.clone();
+pub async fn serve(parts: HttpParts, settings: HttpSettings, secrets: &Secrets) -> Result<()> {
     let listen = settings.listen.clone().context("http.listen is not set")?;
-    let state = state_from(&ctx, settings)?;
+    let state = state_from(parts, settings, secrets)?;
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (http.listen)"))?;
@@ -81,9 +88,13 @@ pub async fn serve(ctx: Arc<ServeContext>) -> Result<()> {
 
 /// Builds the state: tokens from the environment (refused with a clear reason when absent
 /// or malformed) and the Prometheus recorder.
-pub fn state_from(ctx: &ServeContext, settings: HttpSettings) -> Result<Arc<HttpState>> {
+pub fn state_from(
+    parts: HttpParts,
+    settings: HttpSettings,
+    secrets: &Secrets,
+) -> Result<Arc<HttpState>> {
     let env = settings.tokens_env.clone();
-    let value = ctx.secrets.get(&env).with_context(|| {
+    let value = secrets.get(&env).with_context(|| {
         format!(
             "the HTTP API needs tokens: set {env}=\"token:tenant:role,...\" (role read or admin)"
         )
@@ -91,11 +102,11 @@ pub fn state_from(ctx: &ServeContext, settings: HttpSettings) -> Result<Arc<Http
     let tokens = Tokens::parse(&env, value.expose())?;
     tracing::info!(tokens = tokens.len(), "HTTP API tokens loaded");
     Ok(Arc::new(HttpState {
-        app: ctx.app.clone(),
-        core: ctx.engine.core().clone(),
+        kb: parts.kb,
+        core: parts.core,
         tokens,
         settings,
-        shutdown: ctx.shutdown.clone(),
+        shutdown: parts.shutdown,
         metrics: metrics_handle(),
         llm_probe: Mutex::new(None),
     }))

@@ -1,7 +1,7 @@
 //! `POST /v1/chat/completions` and `GET /v1/models`, OpenAI-compatible, so existing OpenAI
 //! clients and chat UIs can talk to the knowledge base. The client sends the whole history
 //! each time (as with OpenAI), so nothing is remembered server-side; scope, rate limits,
-//! span and metrics are the bot core's (`ask::answer_question`).
+//! span and metrics are the bot core's (`turn::answer_question`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -19,10 +19,10 @@ use serde_json::{Value, json};
 use super::api::{body, cut_notice};
 use super::auth::Principal;
 use super::{ApiError, HttpState, PLATFORM};
-use crate::answer::{Answer, HistoryTurn};
-use crate::bot::commands::ask;
-use crate::bot::memory::ConversationKey;
-use crate::llm::estimate_tokens;
+use lore_core::answer::{Answer, HistoryTurn};
+use lore_core::bot::memory::ConversationKey;
+use lore_core::bot::turn;
+use lore_core::llm::estimate_tokens;
 
 /// The one model name lore answers as.
 const MODEL: &str = "lore";
@@ -132,7 +132,7 @@ pub async fn chat_completions(
         let answer = state
             .bounded(async {
                 let _slot = state.core.slot().await;
-                ask::answer_question(&state.core, &key, &question, &history, None).await
+                turn::answer_question(&state.core, &key, &question, &history, None).await
             })
             .await??;
         let content = answer.render();
@@ -175,7 +175,7 @@ pub async fn chat_completions(
         let work = async {
             let _slot = state.core.slot().await;
             let (answer, ()) = tokio::join!(
-                ask::answer_question(&state.core, &key, &question, &history, Some(deltas_tx)),
+                turn::answer_question(&state.core, &key, &question, &history, Some(deltas_tx)),
                 forward
             );
             answer

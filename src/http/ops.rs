@@ -34,11 +34,11 @@ const PROBE_TTL: Duration = Duration::from_secs(15);
 /// Ready when the store answers and the LLM vendor is reachable or explicitly not
 /// configured; never while shutting down.
 pub async fn readyz(State(state): State<Arc<HttpState>>) -> Response {
-    let store = match state.app.store.stats().await {
+    let store = match state.kb.store.stats().await {
         Ok(_) => Ok(()),
         Err(e) => Err(e.to_string()),
     };
-    let llm = if state.app.llm.is_none() {
+    let llm = if state.kb.llm.is_none() {
         Ok("not configured".to_owned())
     } else {
         llm_reachable(&state).await.map(|()| "reachable".to_owned())
@@ -70,12 +70,12 @@ async fn llm_reachable(state: &HttpState) -> Result<(), String> {
     {
         return result.clone();
     }
-    let result = probe(&state.app.settings.llm).await;
+    let result = probe(&state.kb.settings.llm).await;
     *state.llm_probe.lock().expect("not poisoned") = Some((Instant::now(), result.clone()));
     result
 }
 
-async fn probe(llm: &crate::llm::LlmSettings) -> Result<(), String> {
+async fn probe(llm: &lore_core::llm::LlmSettings) -> Result<(), String> {
     let base = match &llm.base_url {
         Some(url) => url.clone(),
         None => match llm.provider.as_str() {
@@ -97,7 +97,7 @@ async fn probe(llm: &crate::llm::LlmSettings) -> Result<(), String> {
         Ok(_) => Ok(()),
         Err(e) => Err(format!(
             "{} is unreachable: {}",
-            llm.provider,
+            llm.provider.as_str(),
             e.without_url()
         )),
     }
@@ -105,7 +105,7 @@ async fn probe(llm: &crate::llm::LlmSettings) -> Result<(), String> {
 
 /// Prometheus text; store size and remembered conversations are read at scrape time.
 pub async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
-    if let Ok(stats) = state.app.store.stats().await {
+    if let Ok(stats) = state.kb.store.stats().await {
         metrics::gauge!("lore_store_chunks").set(stats.chunks as f64);
         metrics::gauge!("lore_store_bytes").set(stats.bytes_on_disk as f64);
     }
@@ -119,9 +119,4 @@ pub async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
         state.metrics.render(),
     )
         .into_response()
-}
-
-/// `/openapi.json`, generated from the route table.
-pub async fn openapi() -> Json<serde_json::Value> {
-    Json(super::routes::openapi())
 }

@@ -22,19 +22,6 @@ pub struct HttpSettings {
     pub tokens_env: String,
 }
 
-impl Default for HttpSettings {
-    fn default() -> Self {
-        Self {
-            listen: None,
-            max_json_kib: 64,
-            request_timeout_secs: 300,
-            header_timeout_secs: 10,
-            shutdown_drain_secs: 10,
-            tokens_env: "LORE_HTTP_TOKENS".to_owned(),
-        }
-    }
-}
-
 impl HttpSettings {
     /// Range checks serde cannot express, each naming its key.
     pub fn validate(&self) -> Result<(), (String, String)> {

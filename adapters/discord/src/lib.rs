@@ -21,17 +21,14 @@ pub struct DiscordSettings {
     /// HTTP base replacing `https://discord.com` (serenity's proxy); tests point it at 127.0.0.1.
     #[serde(default)]
     pub api_base: Option<String>,
-    /// Role names that count as admin besides Manage Server.
-    #[serde(default)]
+    /// Deprecated alias of `[bot] admin_roles`; the application folds it in at start-up.
     pub admin_roles: Vec<String>,
     /// The shards this process runs, "START-END/TOTAL" (inclusive); empty = all of them.
-    #[serde(default)]
     pub shards: String,
     /// Register slash commands in this guild only (instant), instead of globally.
     #[serde(default)]
     pub guild_id: Option<String>,
     /// Answer a mention in a new thread started from the question.
-    #[serde(default)]
     pub answer_in_thread: bool,
 }
 
@@ -99,6 +96,17 @@ impl DiscordSettings {
                 key: "shards",
                 reason,
             })
+    }
+
+    /// The checks `lore check-config` shares with start-up, each naming its key.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let named = |e: DiscordError| match e {
+            DiscordError::Setting { key, reason } => (format!("discord.{key}"), reason),
+            other => ("discord".to_owned(), other.to_string()),
+        };
+        self.shard_range().map_err(named)?;
+        self.command_guild().map_err(named)?;
+        Ok(())
     }
 
     fn command_guild(&self) -> Result<Option<GuildId>, DiscordError> {

@@ -37,20 +37,16 @@ pub struct TelegramSettings {
     /// Bot API base URL (teloxide's `set_api_url`); tests point it at 127.0.0.1.
     #[serde(default)]
     pub api_url: Option<String>,
-    /// Telegram user ids that count as admin besides chat administrators.
-    #[serde(default)]
+    /// Deprecated alias of `[bot] admin_user_ids` (as "telegram:ID"); the application folds
+    /// it in at start-up, so the adapter itself leaves admin decisions to the bot core.
     pub admin_user_ids: Vec<i64>,
     /// Least time between two edits of the bot's messages in one chat.
-    #[serde(default = "default_edit_interval_ms")]
     pub edit_interval_ms: u64,
     /// How long one `getUpdates` long poll waits for news.
-    #[serde(default = "default_poll_timeout_secs")]
     pub poll_timeout_secs: u32,
     /// How long a `getChatMember` answer (admin or not) is trusted.
-    #[serde(default = "default_admin_cache_secs")]
     pub admin_cache_secs: u64,
     /// A 429 asking to wait longer than this fails the request instead of waiting.
-    #[serde(default = "default_max_retry_after_secs")]
     pub max_retry_after_secs: u64,
     /// Public HTTPS URL Telegram posts updates to; unset = long polling.
     #[serde(default)]
@@ -58,34 +54,6 @@ pub struct TelegramSettings {
     /// Address the webhook listener binds (behind the TLS proxy that serves `webhook_url`).
     #[serde(default)]
     pub webhook_listen: Option<String>,
-}
-
-fn default_edit_interval_ms() -> u64 {
-    1000
-}
-fn default_poll_timeout_secs() -> u32 {
-    30
-}
-fn default_admin_cache_secs() -> u64 {
-    60
-}
-fn default_max_retry_after_secs() -> u64 {
-    60
-}
-
-impl Default for TelegramSettings {
-    fn default() -> Self {
-        Self {
-            api_url: None,
-            admin_user_ids: Vec::new(),
-            edit_interval_ms: default_edit_interval_ms(),
-            poll_timeout_secs: default_poll_timeout_secs(),
-            admin_cache_secs: default_admin_cache_secs(),
-            max_retry_after_secs: default_max_retry_after_secs(),
-            webhook_url: None,
-            webhook_listen: None,
-        }
-    }
 }
 
 impl TelegramSettings {

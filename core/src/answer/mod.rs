@@ -1,0 +1,179 @@
+//! Answers with numbered citations. Without an LLM the answer is extractive: the best
+//! passages, quoted and cited. Below the evidence gate the answer says so, honestly.
+
+mod assistant;
+mod citations;
+mod settings;
+
+use serde::Serialize;
+
+pub use assistant::{AnswerError, Assistant, HistoryTurn};
+pub use citations::{CitationFilter, filter_citations};
+pub use settings::AnswerSettings;
+
+use crate::retrieve::Retrieval;
+use crate::store::Chunk;
+
+/// Passages quoted in an extractive answer.
+const EXTRACTIVE_PASSAGES: usize = 3;
+/// Characters quoted per passage.
+const QUOTE_CHARS: usize = 400;
+
+/// Where a numbered citation points.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Citation {
+    pub n: usize,
+    pub source: String,
+    pub page: Option<u32>,
+    pub heading: Option<String>,
+    pub timestamp: Option<String>,
+}
+
+impl Citation {
+    fn of(n: usize, chunk: &Chunk) -> Self {
+        Self {
+            n,
+            source: chunk.source.clone(),
+            page: chunk.page,
+            heading: chunk.heading.clone(),
+            timestamp: chunk.timestamp.clone(),
+        }
+    }
+
+    /// "source, p. 12 · heading".
+    pub fn label(&self) -> String {
+        let mut label = self.source.clone();
+        if let Some(page) = self.page {
+            label.push_str(&format!(", p. {page}"));
+        }
+        if let Some(ts) = &self.timestamp {
+            label.push_str(&format!(" @ {ts}"));
+        }
+        if let Some(heading) = &self.heading {
+            label.push_str(&format!(" · {heading}"));
+        }
+        label
+    }
+}
+
+/// An answer and the sources its `[n]` markers refer to.
+#[derive(Debug, Clone, Serialize)]
+pub struct Answer {
+    pub text: String,
+    pub citations: Vec<Citation>,
+    /// False when the knowledge base had no evidence for the question.
+    pub grounded: bool,
+}
+
+impl Answer {
+    /// The answer followed by its numbered sources, as shown in a terminal or a chat.
+    pub fn render(&self) -> String {
+        let mut out = self.text.trim_end().to_owned();
+        if !self.citations.is_empty() {
+            out.push_str("\n\nSources:");
+            for c in &self.citations {
+                out.push_str(&format!("\n[{}] {}", c.n, c.label()));
+            }
+        }
+        out
+    }
+}
+
+/// True when the text is mostly Chinese/Japanese/Korean, to answer in the asker's language.
+pub fn is_cjk(text: &str) -> bool {
+    let (cjk, letters) = text.chars().fold((0usize, 0usize), |(c, l), ch| {
+        if is_cjk_char(ch) {
+            (c + 1, l + 1)
+        } else if ch.is_alphabetic() {
+            (c, l + 1)
+        } else {
+            (c, l)
+        }
+    });
+    letters > 0 && cjk * 2 >= letters
+}
+
+fn is_cjk_char(ch: char) -> bool {
+    matches!(ch as u32, 0x3040..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xAC00..=0xD7AF | 0xF900..=0xFAFF)
+}
+
+/// The honest answer when nothing in the knowledge base supports the question.
+pub fn not_found(question: &str) -> Answer {
+    let text = if is_cjk(question) {
+        "知识库中没有找到能回答这个问题的内容。可以换个说法再问，或者先把相关文档加入知识库。"
+    } else {
+        "I could not find this in the knowledge base. Try rephrasing, or add the relevant documents first."
+    };
+    Answer {
+        text: text.to_owned(),
+        citations: Vec::new(),
+        grounded: false,
+    }
+}
+
+/// An answer made of the best passages themselves, for when no LLM is configured.
+pub fn extractive(question: &str, retrieval: &Retrieval) -> Answer {
+    if !retrieval.evidence || retrieval.hits.is_empty() {
+        return not_found(question);
+    }
+    let mut text = if is_cjk(question) {
+        "未配置大语言模型，以下是知识库中最相关的段落：\n".to_owned()
+    } else {
+        "No LLM is configured, so here are the most relevant passages from the knowledge base:\n"
+            .to_owned()
+    };
+    let mut citations = Vec::new();
+    for (i, hit) in retrieval.hits.iter().take(EXTRACTIVE_PASSAGES).enumerate() {
+        let n = i + 1;
+        text.push_str(&format!("\n[{n}] {}\n", quote(&hit.chunk.text)));
+        citations.push(Citation::of(n, &hit.chunk));
+    }
+    Answer {
+        text,
+        citations,
+        grounded: true,
+    }
+}
+
+/// The passage on one line, cut at a character boundary.
+fn quote(text: &str) -> String {
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut out: String = flat.chars().take(QUOTE_CHARS).collect();
+    if flat.chars().count() > QUOTE_CHARS {
+        out.push('…');
+    }
+    format!("“{out}”")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn language_detection_follows_the_question() {
+        assert!(is_cjk("什么是机器学习?"));
+        assert!(is_cjk("什么是 SVM 的核函数"));
+        assert!(!is_cjk("What is a kernel?"));
+        assert!(!is_cjk("12345"));
+    }
+
+    #[test]
+    fn quotes_are_cut_on_character_boundaries() {
+        let long = "中".repeat(QUOTE_CHARS + 10);
+        let q = quote(&long);
+        assert_eq!(q.chars().count(), QUOTE_CHARS + 3);
+        assert!(q.ends_with("…”"));
+    }
+
+    #[test]
+    fn citation_label_names_file_page_and_heading() {
+        let c = Citation {
+            n: 1,
+            source: "book.pdf".into(),
+            page: Some(12),
+            heading: Some("SVM".into()),
+            timestamp: None,
+        };
+        assert_eq!(c.label(), "book.pdf, p. 12 · SVM");
+    }
+}

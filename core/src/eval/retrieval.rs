@@ -1,0 +1,287 @@
+//! Retrieval evaluation: index a set into a store of its own, ask every question, and score
+//! where the gold passage or page landed.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::dataset::{self, QaSet};
+pub use super::results::{CaseResult, IndexConfig, RunConfig, RunResult};
+use super::{EvalError, RetrievalArgs, metrics};
+use crate::ingest::document::DocKind;
+use crate::ingest::load;
+use crate::kb::{KnowledgeBase, KnowledgeBaseSettings};
+use crate::progress::Progress;
+use crate::retrieve::SearchMode;
+use crate::store::TenantScope;
+
+/// Tenant of the stores `lore eval` builds itself.
+pub const EVAL_TENANT: &str = "eval";
+
+/// A store ready to query, holding its temporary directory alive.
+pub struct Index {
+    pub kb: KnowledgeBase,
+    pub tenant: String,
+    pub chunks: usize,
+    pub ingest_seconds: f64,
+    pub dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+}
+
+/// Builds a fresh store for `config` at `at` (a new temporary directory when `None`): the
+/// set's own passages, one source each, then the `corpus` files.
+pub async fn build_index(
+    settings: &KnowledgeBaseSettings,
+    set: &QaSet,
+    corpus: &[String],
+    config: &IndexConfig,
+    at: Option<&Path>,
+    progress: &dyn Progress,
+) -> Result<Index, EvalError> {
+    let (temp, dir) = match at {
+        Some(dir) => {
+            if dir.exists() {
+                return Err(EvalError::Usage(format!(
+                    "{} already exists; an evaluation store must start empty",
+                    dir.display()
+                )));
+            }
+            (None, dir.to_owned())
+        }
+        None => {
+            let temp = tempfile::tempdir().map_err(EvalError::io(std::env::temp_dir()))?;
+            let dir = temp.path().to_owned();
+            (Some(temp), dir)
+        }
+    };
+    let mut settings = settings.clone();
+    settings.store.data_dir = dir.clone();
+    settings.ingest.chunk_size = config.chunk_size;
+    settings.ingest.chunk_overlap = config.chunk_overlap;
+    settings.embedding.provider = config.embedder.parse().map_err(EvalError::Usage)?;
+    let kb = KnowledgeBase::open(settings).await?;
+    let started = Instant::now();
+    let mut chunks = 0;
+    progress.begin(set.passages.len() as u64, "passages");
+    for passage in &set.passages {
+        // The text loader's path (cleaning included), as if the passage were a .txt file.
+        let document = load::load_bytes(&passage.id, DocKind::Text, passage.text.as_bytes())
+            .map_err(|e| EvalError::Ingest {
+                name: passage.id.clone(),
+                reason: e.to_string(),
+            })?;
+        let outcome = kb
+            .ingestor
+            .ingest_document(document, EVAL_TENANT)
+            .await
+            .map_err(|e| EvalError::Ingest {
+                name: passage.id.clone(),
+                reason: e.to_string(),
+            })?;
+        if let crate::ingest::pipeline::SourceOutcome::Stored { chunks: n, .. } = outcome {
+            chunks += n;
+        }
+        progress.advance(1);
+    }
+    progress.end();
+    if !corpus.is_empty() {
+        let report = kb.ingestor.ingest(corpus, EVAL_TENANT, progress).await?;
+        if let Some((name, reason)) = report.errors.into_iter().next() {
+            return Err(EvalError::Ingest { name, reason });
+        }
+        chunks += report.chunks;
+    }
+    kb.store.commit().await?;
+    Ok(Index {
+        kb,
+        tenant: EVAL_TENANT.into(),
+        chunks,
+        ingest_seconds: started.elapsed().as_secs_f64(),
+        dir,
+        _temp: temp,
+    })
+}
+
+/// Opens an existing store (`--store`) with the configured embedder, for `tenant`.
+pub async fn open_index(
+    settings: &KnowledgeBaseSettings,
+    dir: &Path,
+    tenant: &str,
+) -> Result<Index, EvalError> {
+    if !dir.is_dir() {
+        return Err(EvalError::Usage(format!(
+            "--store {}: no such directory",
+            dir.display()
+        )));
+    }
+    let mut settings = settings.clone();
+    settings.store.data_dir = dir.to_owned();
+    let kb = KnowledgeBase::open(settings).await?;
+    let scope = TenantScope::only(tenant);
+    let chunks = kb
+        .store
+        .sources(&scope)
+        .await?
+        .iter()
+        .map(|s| s.chunks)
+        .sum();
+    Ok(Index {
+        kb,
+        tenant: tenant.to_owned(),
+        chunks,
+        ingest_seconds: 0.0,
+        dir: dir.to_owned(),
+        _temp: None,
+    })
+}
+
+/// Asks every question of `set` in `mode` and scores the ranks at each of `ks`.
+pub async fn evaluate(
+    index: &Index,
+    set: &QaSet,
+    mode: SearchMode,
+    ks: &[usize],
+    progress: &dyn Progress,
+) -> Result<(Vec<CaseResult>, f64), EvalError> {
+    let k_max = ks.iter().copied().max().unwrap_or(10).max(10);
+    let scope = TenantScope::only(&index.tenant);
+    let started = Instant::now();
+    progress.begin(set.cases.len() as u64, "queries");
+    let mut cases = Vec::with_capacity(set.cases.len());
+    for case in &set.cases {
+        let retrieval = index
+            .kb
+            .retriever
+            .search(&scope, &case.query, Some(mode), k_max)
+            .await?;
+        let relevant: Vec<bool> = retrieval
+            .hits
+            .iter()
+            .map(|h| case.gold.matches(&h.chunk, &case.answers))
+            .collect();
+        let scores: Vec<f32> = retrieval.hits.iter().map(|h| h.score).collect();
+        let rank = metrics::first_relevant_rank(&relevant);
+        cases.push(CaseResult {
+            id: case.id.clone(),
+            query: case.query.clone(),
+            gold: case.gold.label(),
+            rank,
+            tied: metrics::rank_is_tied(&scores, rank),
+            retrieved: retrieval
+                .hits
+                .iter()
+                .map(|h| match h.chunk.page {
+                    Some(p) => format!("{} p.{p}", h.chunk.source),
+                    None => h.chunk.source.clone(),
+                })
+                .collect(),
+        });
+        progress.advance(1);
+    }
+    progress.end();
+    Ok((cases, started.elapsed().as_secs_f64()))
+}
+
+/// Scores cases into a result; ranks count within the largest k searched.
+pub fn score(config: RunConfig, cases: Vec<CaseResult>) -> RunResult {
+    let ranks: Vec<Option<usize>> = cases.iter().map(|c| c.rank).collect();
+    RunResult {
+        recall: config
+            .ks
+            .iter()
+            .map(|k| (k.to_string(), metrics::recall_at(&ranks, *k)))
+            .collect(),
+        mrr: metrics::mrr(&ranks),
+        ndcg10: metrics::ndcg_at(&ranks, 10),
+        config,
+        cases,
+        answers: None,
+    }
+}
+
+/// Loads the set, keeping the first `limit` questions; every passage is still indexed, so
+/// the others stay in as distractors.
+pub fn load_set(path: &Path, page_base: u32, limit: Option<usize>) -> Result<QaSet, EvalError> {
+    let mut set = dataset::load(path, page_base)?;
+    if let Some(n) = limit {
+        set.cases.truncate(n);
+    }
+    Ok(set)
+}
+
+/// `lore eval retrieval`: one configuration.
+pub async fn run(
+    settings: &KnowledgeBaseSettings,
+    args: &RetrievalArgs,
+    tenant: &str,
+    progress: &dyn Progress,
+) -> Result<RunResult, EvalError> {
+    Ok(run_keeping_index(settings, args, tenant, progress).await?.0)
+}
+
+/// Like [`run`], also handing back the index and the set so answers can be scored on the
+/// same store; the index's default search mode is the run's.
+pub async fn run_keeping_index(
+    settings: &KnowledgeBaseSettings,
+    args: &RetrievalArgs,
+    tenant: &str,
+    progress: &dyn Progress,
+) -> Result<(RunResult, Index, QaSet), EvalError> {
+    let set = load_set(&args.set.qa, args.set.page_base, args.set.limit)?;
+    let mode = args.mode.unwrap_or(settings.retrieval.mode);
+    let mut settings = settings.clone();
+    settings.retrieval.mode = mode;
+    let config = IndexConfig {
+        chunk_size: args.chunk_size.unwrap_or(settings.ingest.chunk_size),
+        chunk_overlap: args.chunk_overlap.unwrap_or(settings.ingest.chunk_overlap),
+        embedder: args
+            .embedder
+            .unwrap_or(settings.embedding.provider)
+            .as_str()
+            .to_owned(),
+    };
+    let index = match &args.store {
+        Some(dir) => open_index(&settings, dir, tenant).await?,
+        None => build_index(&settings, &set, &args.set.corpus, &config, None, progress).await?,
+    };
+    let (cases, search_seconds) = evaluate(&index, &set, mode, &args.k, progress).await?;
+    let mut run_config = run_config(&index, &args.set, config, mode, &args.k, search_seconds);
+    run_config.store = args.store.as_ref().map(|d| d.display().to_string());
+    Ok((score(run_config, cases), index, set))
+}
+
+/// The recorded configuration of a run over `index`.
+pub fn run_config(
+    index: &Index,
+    set: &super::SetArgs,
+    config: IndexConfig,
+    mode: SearchMode,
+    ks: &[usize],
+    search_seconds: f64,
+) -> RunConfig {
+    let effective_mode = index.kb.retriever.effective_mode(Some(mode));
+    let label = format!(
+        "{}/{}/{}/{:?}",
+        config.chunk_size,
+        config.chunk_overlap,
+        match &index.kb.embedder {
+            Some(_) => config.embedder.as_str(),
+            None => "none",
+        },
+        effective_mode
+    )
+    .to_lowercase();
+    RunConfig {
+        label,
+        qa: set.qa.display().to_string(),
+        corpus: set.corpus.clone(),
+        store: None,
+        index: config,
+        embedder_id: index.kb.embedder.as_ref().map(|e| e.id().to_owned()),
+        mode,
+        effective_mode,
+        ks: ks.to_vec(),
+        chunks: index.chunks,
+        ingest_seconds: index.ingest_seconds,
+        search_seconds,
+    }
+}

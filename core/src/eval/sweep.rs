@@ -1,0 +1,203 @@
+//! `lore eval sweep`: a grid over chunking, embedder, search mode and k. Every index
+//! configuration (chunk size, overlap, embedder) is built in a store of its own, so no
+//! number measures a mixture of chunkings; search modes and k only change the query.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use super::results::{IndexConfig, RunResult};
+use super::{EvalError, SweepArgs, chart, report, retrieval};
+use crate::kb::KnowledgeBaseSettings;
+use crate::progress::Progress;
+use crate::retrieve::SearchMode;
+
+/// All cells of a sweep, in grid order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Sweep {
+    pub ks: Vec<usize>,
+    pub cells: Vec<RunResult>,
+    /// Where each index lived (distinct per index configuration).
+    pub stores: Vec<String>,
+    /// Grid points not run, with the reason.
+    pub skipped: Vec<String>,
+}
+
+/// Runs the grid and writes OUT/report.md, OUT/sweep.json, OUT/recall.svg and a run folder
+/// per cell under OUT/cells/.
+pub async fn run(
+    settings: &KnowledgeBaseSettings,
+    args: &SweepArgs,
+    progress: &dyn Progress,
+) -> Result<Sweep, EvalError> {
+    let set = retrieval::load_set(&args.set.qa, args.set.page_base, args.set.limit)?;
+    let out = &args.set.out;
+    std::fs::create_dir_all(out).map_err(EvalError::io(out))?;
+    let mut sweep = Sweep {
+        ks: args.k.clone(),
+        cells: Vec::new(),
+        stores: Vec::new(),
+        skipped: Vec::new(),
+    };
+    for embedder in &args.embedders {
+        for &size in &args.chunk_sizes {
+            for &overlap_pct in &args.overlaps {
+                let config = IndexConfig {
+                    chunk_size: size,
+                    chunk_overlap: size * overlap_pct / 100,
+                    embedder: embedder.as_str().to_owned(),
+                };
+                let name = format!(
+                    "{}-{}-{}",
+                    config.chunk_size,
+                    config.chunk_overlap,
+                    embedder.as_str()
+                );
+                let at = args.keep_stores.then(|| out.join("stores").join(&name));
+                progress.note(&format!("index {name}"));
+                let index = retrieval::build_index(
+                    settings,
+                    &set,
+                    &args.set.corpus,
+                    &config,
+                    at.as_deref(),
+                    progress,
+                )
+                .await?;
+                sweep.stores.push(index.dir.display().to_string());
+                let mut seen_modes = Vec::new();
+                for &mode in &args.modes {
+                    let effective = index.kb.retriever.effective_mode(Some(mode));
+                    if effective != mode || seen_modes.contains(&effective) {
+                        sweep.skipped.push(format!(
+                            "{name} {mode:?}: no dense embedder, it would repeat {effective:?}"
+                        ));
+                        continue;
+                    }
+                    seen_modes.push(effective);
+                    let (cases, seconds) =
+                        retrieval::evaluate(&index, &set, mode, &args.k, progress).await?;
+                    let run_config = retrieval::run_config(
+                        &index,
+                        &args.set,
+                        config.clone(),
+                        mode,
+                        &args.k,
+                        seconds,
+                    );
+                    let result = retrieval::score(run_config, cases);
+                    let cell_dir = out
+                        .join("cells")
+                        .join(result.config.label.replace('/', "-"));
+                    report::write_run(&cell_dir, &result)?;
+                    progress.note(&row(&result, &args.k));
+                    sweep.cells.push(result);
+                }
+            }
+        }
+    }
+    let json = serde_json::to_string_pretty(&sweep).expect("sweep serialises");
+    report::write(&out.join("sweep.json"), &json)?;
+    report::write(&out.join("report.md"), &table_markdown(&sweep))?;
+    let series: Vec<_> = sweep.cells.iter().map(report::recall_series).collect();
+    chart::recall_chart(&out.join("recall.svg"), &series)?;
+    Ok(sweep)
+}
+
+fn row(r: &RunResult, ks: &[usize]) -> String {
+    let c = &r.config;
+    let recalls: Vec<String> = ks
+        .iter()
+        .map(|k| format!("{:.3}", r.recall_at(*k).unwrap_or(0.0)))
+        .collect();
+    format!(
+        "| {} | {} | {} | {} | {} | {:.3} | {:.3} | {} | {:.0} |",
+        c.embedder_id.as_deref().unwrap_or("none"),
+        c.index.chunk_size,
+        c.index.chunk_overlap,
+        mode_name(c.effective_mode),
+        recalls.join(" | "),
+        r.mrr,
+        r.ndcg10,
+        c.chunks,
+        c.ingest_seconds,
+    )
+}
+
+fn mode_name(mode: SearchMode) -> String {
+    format!("{mode:?}").to_lowercase()
+}
+
+/// The full table, then recall@5 (or the largest k below it) by chunk size × mode, as the
+/// tutorial's recall-by-chunk-size table reads.
+pub fn table_markdown(sweep: &Sweep) -> String {
+    let mut ks = sweep.ks.clone();
+    ks.sort_unstable();
+    let mut md = String::from("# Retrieval sweep\n\n");
+    let header: Vec<String> = ks.iter().map(|k| format!("R@{k}")).collect();
+    let _ = writeln!(
+        md,
+        "| embedder | chunk | overlap | mode | {} | MRR | nDCG@10 | chunks | ingest s |",
+        header.join(" | ")
+    );
+    let _ = writeln!(
+        md,
+        "|---|---|---|---|{}---|---|---|---|",
+        "---|".repeat(ks.len())
+    );
+    for cell in &sweep.cells {
+        let _ = writeln!(md, "{}", row(cell, &ks));
+    }
+    let pivot_k = ks
+        .iter()
+        .copied()
+        .filter(|k| *k <= 5)
+        .max()
+        .unwrap_or(ks[0]);
+    let mut modes: Vec<String> = Vec::new();
+    let mut indexes: Vec<(String, usize, usize)> = Vec::new();
+    for c in &sweep.cells {
+        let m = mode_name(c.config.effective_mode);
+        if !modes.contains(&m) {
+            modes.push(m);
+        }
+        let key = (
+            c.config.embedder_id.clone().unwrap_or("none".into()),
+            c.config.index.chunk_size,
+            c.config.index.chunk_overlap,
+        );
+        if !indexes.contains(&key) {
+            indexes.push(key);
+        }
+    }
+    let _ = writeln!(md, "\n## recall@{pivot_k} by chunking and mode\n");
+    let _ = writeln!(md, "| embedder | chunk | overlap | {} |", modes.join(" | "));
+    let _ = writeln!(md, "|---|---|---|{}", "---|".repeat(modes.len()));
+    for (embedder, size, overlap) in &indexes {
+        let values: Vec<String> = modes
+            .iter()
+            .map(|m| {
+                sweep
+                    .cells
+                    .iter()
+                    .find(|c| {
+                        c.config.embedder_id.as_deref().unwrap_or("none") == embedder
+                            && c.config.index.chunk_size == *size
+                            && c.config.index.chunk_overlap == *overlap
+                            && mode_name(c.config.effective_mode) == *m
+                    })
+                    .and_then(|c| c.recall_at(pivot_k))
+                    .map_or("–".into(), |v| format!("{v:.3}"))
+            })
+            .collect();
+        let _ = writeln!(
+            md,
+            "| {embedder} | {size} | {overlap} | {} |",
+            values.join(" | ")
+        );
+    }
+    for s in &sweep.skipped {
+        let _ = writeln!(md, "\nskipped: {s}");
+    }
+    md
+}

@@ -1,0 +1,412 @@
+//! The ingest pipeline: walk inputs, skip unchanged sources, load, split, embed, store.
+//! One bad file costs only itself: its error is recorded and the rest go in.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use super::IngestSettings;
+use super::document::Document;
+use super::load::{self, LoadError, LoadLimits};
+use super::split::Splitter;
+use crate::embed::Embedder;
+use crate::embed::bm25::{BM25_ID, Bm25Encoder};
+use crate::progress::Progress;
+use crate::store::{Chunk, KnowledgeStore, StoreError, StoredChunk};
+
+/// What an ingest run did.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct IngestReport {
+    /// Sources stored (new or changed).
+    pub files: usize,
+    pub pages: usize,
+    pub chunks: usize,
+    /// Sources skipped because their content and settings are unchanged.
+    pub unchanged: usize,
+    /// Paths skipped because their type is not supported.
+    pub unsupported: Vec<String>,
+    /// Sources that failed, with the reason.
+    pub errors: Vec<(String, String)>,
+    pub seconds: f64,
+    /// Time spent in the dense embedder.
+    pub embed_seconds: f64,
+}
+
+/// Outcome of ingesting one source.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceOutcome {
+    Stored { pages: usize, chunks: usize },
+    Unchanged,
+}
+
+/// Why one source could not be ingested.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("embedding {name}: {reason}")]
+    Embed { name: String, reason: String },
+}
+
+/// Turns sources into stored chunks for one store and embedder.
+pub struct Ingestor {
+    store: Arc<dyn KnowledgeStore>,
+    embedder: Option<Arc<dyn Embedder>>,
+    bm25: Arc<Bm25Encoder>,
+    splitter: Splitter,
+    limits: LoadLimits,
+    embed_batch: usize,
+}
+
+/// An input after expanding directories: a file or a URL.
+enum Input {
+    File(PathBuf),
+    Url(String),
+}
+
+impl Ingestor {
+    pub fn new(
+        store: Arc<dyn KnowledgeStore>,
+        embedder: Option<Arc<dyn Embedder>>,
+        bm25: Arc<Bm25Encoder>,
+        settings: &IngestSettings,
+    ) -> Self {
+        Self {
+            store,
+            embedder,
+            bm25,
+            splitter: Splitter::new(settings.chunk_size, settings.chunk_overlap),
+            limits: LoadLimits {
+                max_file_bytes: settings.max_file_mib.saturating_mul(1024 * 1024),
+                allow_private_hosts: settings.allow_private_hosts,
+                fetch_timeout: Duration::from_secs(settings.fetch_timeout_secs),
+                ..LoadLimits::default()
+            },
+            embed_batch: settings.embed_batch,
+        }
+    }
+
+    /// Ingests files, directories (recursively) and http(s) URLs into `tenant`, then builds
+    /// indexes and flushes, reporting a step per input to `progress`.
+    pub async fn ingest(
+        &self,
+        inputs: &[String],
+        tenant: &str,
+        progress: &dyn Progress,
+    ) -> Result<IngestReport, StoreError> {
+        let started = Instant::now();
+        let mut report = IngestReport::default();
+        let expanded = expand(inputs, &mut report);
+        progress.begin(expanded.len() as u64, "files");
+        for input in expanded {
+            let (source, outcome) = match input {
+                Input::File(path) => {
+                    let source = source_name(&path);
+                    progress.message(&source);
+                    let outcome = self.ingest_file(&path, &source, tenant, &mut report).await;
+                    (source, outcome)
+                }
+                Input::Url(url) => {
+                    progress.message(&url);
+                    let outcome = self.ingest_url(&url, tenant, &mut report).await;
+                    (url, outcome)
+                }
+            };
+            match outcome {
+                Ok(SourceOutcome::Stored { pages, chunks }) => {
+                    report.files += 1;
+                    report.pages += pages;
+                    report.chunks += chunks;
+                }
+                Ok(SourceOutcome::Unchanged) => report.unchanged += 1,
+                Err(IngestError::Store(e)) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(source = %source, error = %e, "source not ingested");
+                    report.errors.push((source, e.to_string()));
+                }
+            }
+            progress.advance(1);
+        }
+        progress.end();
+        self.store.commit().await?;
+        report.seconds = started.elapsed().as_secs_f64();
+        Ok(report)
+    }
+
+    async fn ingest_file(
+        &self,
+        path: &Path,
+        source: &str,
+        tenant: &str,
+        report: &mut IngestReport,
+    ) -> Result<SourceOutcome, IngestError> {
+        let kind = load::kind_for_path(path).expect("expand keeps supported files only");
+        let size = tokio::fs::metadata(path)
+            .await
+            .map_err(|err| LoadError::Io {
+                source: source.to_owned(),
+                err,
+            })?
+            .len();
+        if size > self.limits.max_file_bytes {
+            return Err(LoadError::TooLarge {
+                source: source.to_owned(),
+                size,
+                limit: self.limits.max_file_bytes,
+            }
+            .into());
+        }
+        let bytes = tokio::fs::read(path).await.map_err(|err| LoadError::Io {
+            source: source.to_owned(),
+            err,
+        })?;
+        let hash = self.content_hash(&bytes);
+        if self.store.source_hash(tenant, source).await?.as_deref() == Some(hash.as_str()) {
+            return Ok(SourceOutcome::Unchanged);
+        }
+        let name = source.to_owned();
+        let document = tokio::task::spawn_blocking(move || load::load_bytes(&name, kind, &bytes))
+            .await
+            .map_err(|e| LoadError::Corrupt {
+                source: source.to_owned(),
+                reason: format!("loader crashed: {e}"),
+            })??;
+        self.store_document(document, tenant, hash, report).await
+    }
+
+    async fn ingest_url(
+        &self,
+        url: &str,
+        tenant: &str,
+        report: &mut IngestReport,
+    ) -> Result<SourceOutcome, IngestError> {
+        let document = load::fetch_url(url, &self.limits).await?;
+        self.store_if_changed(document, tenant, report).await
+    }
+
+    /// Stores an already-loaded document (a chat post, an attachment) under `tenant`,
+    /// replacing an older version of the same source. Unchanged content is skipped.
+    pub async fn ingest_document(
+        &self,
+        document: Document,
+        tenant: &str,
+    ) -> Result<SourceOutcome, IngestError> {
+        self.store_if_changed(document, tenant, &mut IngestReport::default())
+            .await
+    }
+
+    async fn store_if_changed(
+        &self,
+        document: Document,
+        tenant: &str,
+        report: &mut IngestReport,
+    ) -> Result<SourceOutcome, IngestError> {
+        let result = async {
+            let hash = self.document_hash(&document);
+            if self
+                .store
+                .source_hash(tenant, &document.source)
+                .await?
+                .as_deref()
+                == Some(hash.as_str())
+            {
+                return Ok(SourceOutcome::Unchanged);
+            }
+            self.store_document(document, tenant, hash, report).await
+        }
+        .await;
+        let outcome = match &result {
+            Ok(SourceOutcome::Stored { chunks, .. }) => {
+                metrics::counter!("lore_ingest_chunks_total").increment(*chunks as u64);
+                "stored"
+            }
+            Ok(SourceOutcome::Unchanged) => "unchanged",
+            Err(_) => "failed",
+        };
+        metrics::counter!("lore_ingest_sources_total", "outcome" => outcome).increment(1);
+        result
+    }
+
+    /// Splits, embeds and writes one document, replacing its previous chunks.
+    async fn store_document(
+        &self,
+        document: Document,
+        tenant: &str,
+        source_hash: String,
+        report: &mut IngestReport,
+    ) -> Result<SourceOutcome, IngestError> {
+        let mut chunks = Vec::new();
+        let mut pages = 0;
+        for section in &document.sections {
+            if section.page.is_some() {
+                pages += 1;
+            }
+            for piece in self.splitter.split(document.kind, section) {
+                chunks.push(Chunk {
+                    tenant: tenant.to_owned(),
+                    source: document.source.clone(),
+                    index: chunks.len() as u32,
+                    text: piece.text,
+                    page: section.page,
+                    heading: section.heading.clone(),
+                    timestamp: section.timestamp.clone(),
+                    start: piece.start,
+                    end: piece.end,
+                    source_hash: source_hash.clone(),
+                });
+            }
+        }
+        let dense = self.embed(&document.source, &chunks, report).await?;
+        let count = chunks.len();
+        let stored: Vec<StoredChunk> = chunks
+            .into_iter()
+            .zip(dense.into_iter().map(Some).chain(std::iter::repeat(None)))
+            .map(|(chunk, dense)| StoredChunk {
+                sparse: self.bm25.document(&chunk.text),
+                chunk,
+                dense,
+            })
+            .collect();
+        // Old chunks go first so a shorter new version leaves no stale tail.
+        self.store.delete_source(tenant, &document.source).await?;
+        for batch in chunked(stored, 256) {
+            self.store.upsert(batch).await?;
+        }
+        Ok(SourceOutcome::Stored {
+            pages,
+            chunks: count,
+        })
+    }
+
+    /// Dense vectors for every chunk, or none without an embedder.
+    async fn embed(
+        &self,
+        source: &str,
+        chunks: &[Chunk],
+        report: &mut IngestReport,
+    ) -> Result<Vec<Vec<f32>>, IngestError> {
+        let Some(embedder) = &self.embedder else {
+            return Ok(Vec::new());
+        };
+        let started = Instant::now();
+        let mut vectors = Vec::with_capacity(chunks.len());
+        for batch in chunks.chunks(self.embed_batch) {
+            let texts = batch.iter().map(|c| c.text.clone()).collect();
+            let embedded =
+                embedder
+                    .embed_documents(texts)
+                    .await
+                    .map_err(|e| IngestError::Embed {
+                        name: source.to_owned(),
+                        reason: e.to_string(),
+                    })?;
+            if embedded.len() != batch.len() {
+                return Err(IngestError::Embed {
+                    name: source.to_owned(),
+                    reason: format!(
+                        "embedder returned {} vectors for {} chunks",
+                        embedded.len(),
+                        batch.len()
+                    ),
+                });
+            }
+            vectors.extend(embedded);
+        }
+        report.embed_seconds += started.elapsed().as_secs_f64();
+        Ok(vectors)
+    }
+
+    /// Content plus everything that shapes the stored chunks, so changing the chunking or
+    /// the embedder re-ingests unchanged files.
+    fn content_hash(&self, bytes: &[u8]) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(bytes);
+        hasher.update(self.splitter.signature().as_bytes());
+        hasher.update(BM25_ID.as_bytes());
+        if let Some(embedder) = &self.embedder {
+            hasher.update(embedder.id().as_bytes());
+        }
+        hex::encode(&hasher.finalize()[..16])
+    }
+
+    fn document_hash(&self, document: &Document) -> String {
+        let mut bytes = Vec::with_capacity(document.char_count() * 3);
+        for section in &document.sections {
+            for part in [
+                section.text.as_str(),
+                section.heading.as_deref().unwrap_or(""),
+                section.timestamp.as_deref().unwrap_or(""),
+            ] {
+                bytes.extend_from_slice(part.as_bytes());
+                bytes.push(0);
+            }
+            bytes.extend_from_slice(&section.page.unwrap_or(0).to_le_bytes());
+        }
+        self.content_hash(&bytes)
+    }
+}
+
+/// Expands directories recursively, keeps supported files and URLs, and records the rest.
+fn expand(inputs: &[String], report: &mut IngestReport) -> Vec<Input> {
+    let mut out = Vec::new();
+    for input in inputs {
+        if input.starts_with("http://") || input.starts_with("https://") {
+            out.push(Input::Url(input.clone()));
+            continue;
+        }
+        let path = Path::new(input);
+        if !path.exists() {
+            report
+                .errors
+                .push((input.clone(), "no such file or directory".into()));
+            continue;
+        }
+        let mut files: Vec<PathBuf> = walkdir::WalkDir::new(path)
+            .follow_links(true)
+            .into_iter()
+            .filter_map(|entry| match entry {
+                Ok(e) if e.file_type().is_file() => Some(e.into_path()),
+                Ok(_) => None,
+                Err(e) => {
+                    report.errors.push((input.clone(), e.to_string()));
+                    None
+                }
+            })
+            .filter(|p| !is_hidden(p))
+            .collect();
+        files.sort();
+        for file in files {
+            if load::kind_for_path(&file).is_some() {
+                out.push(Input::File(file));
+            } else {
+                report.unsupported.push(source_name(&file));
+            }
+        }
+    }
+    out
+}
+
+fn is_hidden(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.'))
+}
+
+/// The name a file is stored and cited under: its path as given, without a leading `./`.
+pub fn source_name(path: &Path) -> String {
+    let shown = path.to_string_lossy();
+    shown.strip_prefix("./").unwrap_or(&shown).to_owned()
+}
+
+fn chunked<T>(items: Vec<T>, size: usize) -> Vec<Vec<T>> {
+    let mut out = Vec::new();
+    let mut iter = items.into_iter().peekable();
+    while iter.peek().is_some() {
+        out.push(iter.by_ref().take(size).collect());
+    }
+    out
+}

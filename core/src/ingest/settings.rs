@@ -1,0 +1,54 @@
+//! `[ingest]`: loading and splitting.
+
+use serde::Deserialize;
+
+use crate::setting::SettingError;
+
+/// `[ingest]` in settings.toml; every key is documented there with its default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestSettings {
+    pub chunk_size: usize,
+    pub chunk_overlap: usize,
+    pub max_file_mib: u64,
+    pub fetch_timeout_secs: u64,
+    pub allow_private_hosts: bool,
+    pub embed_batch: usize,
+}
+
+impl IngestSettings {
+    /// Largest file (or download) accepted, in bytes.
+    pub fn max_file_bytes(&self) -> u64 {
+        self.max_file_mib.saturating_mul(1024 * 1024)
+    }
+
+    /// Checks serde cannot express, each naming its key.
+    pub fn validate(&self) -> Result<(), SettingError> {
+        let bad = SettingError::in_section("ingest");
+        if !(50..=8000).contains(&self.chunk_size) {
+            return Err(bad(
+                "chunk_size",
+                format!("{} is outside 50..=8000 characters", self.chunk_size),
+            ));
+        }
+        if self.chunk_overlap >= self.chunk_size {
+            return Err(bad(
+                "chunk_overlap",
+                format!(
+                    "{} must be smaller than ingest.chunk_size ({})",
+                    self.chunk_overlap, self.chunk_size
+                ),
+            ));
+        }
+        if self.embed_batch == 0 {
+            return Err(bad("embed_batch", "must be at least 1".into()));
+        }
+        if self.max_file_mib == 0 {
+            return Err(bad("max_file_mib", "must be at least 1".into()));
+        }
+        if self.fetch_timeout_secs == 0 {
+            return Err(bad("fetch_timeout_secs", "must be at least 1".into()));
+        }
+        Ok(())
+    }
+}

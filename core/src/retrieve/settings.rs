@@ -1,0 +1,50 @@
+//! `[retrieval]`: search modes and the evidence gate.
+
+use serde::Deserialize;
+
+use super::SearchMode;
+use crate::setting::SettingError;
+
+/// `[retrieval]` in settings.toml; every key is documented there with its default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrievalSettings {
+    pub mode: SearchMode,
+    pub top_k: usize,
+    pub rrf_k: u32,
+    pub candidate_factor: usize,
+    pub mmr_lambda: f32,
+    pub min_dense_score: f32,
+    pub min_term_coverage: f32,
+}
+
+impl RetrievalSettings {
+    /// Checks serde cannot express, each naming its key.
+    pub fn validate(&self) -> Result<(), SettingError> {
+        let bad = SettingError::in_section("retrieval");
+        if self.top_k == 0 || self.top_k > 100 {
+            return Err(bad("top_k", format!("{} is outside 1..=100", self.top_k)));
+        }
+        if self.candidate_factor == 0 {
+            return Err(bad("candidate_factor", "must be at least 1".into()));
+        }
+        if self.rrf_k == 0 {
+            return Err(bad("rrf_k", "must be at least 1".into()));
+        }
+        for (key, value) in [
+            ("mmr_lambda", self.mmr_lambda),
+            ("min_term_coverage", self.min_term_coverage),
+        ] {
+            if !(0.0..=1.0).contains(&value) {
+                return Err(bad(key, format!("{value} is outside 0..=1")));
+            }
+        }
+        if !(-1.0..=1.0).contains(&self.min_dense_score) {
+            return Err(bad(
+                "min_dense_score",
+                format!("{} is outside -1..=1 (a cosine)", self.min_dense_score),
+            ));
+        }
+        Ok(())
+    }
+}

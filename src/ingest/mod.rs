@@ -1,7 +1,0 @@
-//! Knowledge's path: load → clean → split → embed → store.
-
-pub mod clean;
-pub mod document;
-pub mod load;
-pub mod pipeline;
-pub mod split;
