@@ -248,7 +248,7 @@ pub(crate) mod tests {
     pub(crate) fn shared_data(rel: &str) -> std::path::PathBuf {
         Path::new(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../shared/data/knowledge_db"
+            "/../../shared/data/knowledge_db"
         ))
         .join(rel)
     }
