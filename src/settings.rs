@@ -75,7 +75,7 @@ impl Settings {
             }
             builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
         }
-        for (key, value) in env_overrides(env)? {
+        for (key, value) in env_overrides(env) {
             builder = builder.set_override(key, value).map_err(invalid)?;
         }
         let layered = builder.build().map_err(invalid)?;
@@ -220,9 +220,7 @@ pub fn list_keys() -> BTreeSet<String> {
 
 /// `LORE_<SECTION>__<KEY>` variables as (dotted key, value). Other `LORE_` variables (such
 /// as LORE_LOG_FORMAT or LORE_HTTP_TOKENS) belong to the process, not to the settings.
-fn env_overrides(
-    env: impl IntoIterator<Item = (String, String)>,
-) -> Result<Vec<(String, config::Value)>, ConfigError> {
+fn env_overrides(env: impl IntoIterator<Item = (String, String)>) -> Vec<(String, config::Value)> {
     let lists = list_keys();
     let mut out: Vec<(String, config::Value)> = env
         .into_iter()
@@ -248,7 +246,7 @@ fn env_overrides(
         .collect();
     // The environment is unordered; sort so a key set twice behaves the same every run.
     out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
+    out
 }
 
 #[cfg(test)]
