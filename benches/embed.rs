@@ -3,7 +3,6 @@
 //! Run: `scripts/fetch-model.sh && cargo bench --bench embed` (LORE_E5_MODEL overrides the path;
 //! LORE_BENCH_TEXTS and LORE_BENCH_BATCH_TOKENS change the workload and the batch budget).
 
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use lore_core::embed::e5::{Batching, E5Model, Kind};

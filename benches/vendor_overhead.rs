@@ -61,13 +61,17 @@ fn micros(d: Duration) -> f64 {
 }
 
 fn model(url: &str, rpm: u32, concurrency: usize) -> Arc<dyn ChatModel> {
+    // The shipped defaults (settings.toml), with what the bench varies set on top.
+    let defaults = lore::settings::Settings::load(None, std::iter::empty())
+        .expect("settings.toml loads")
+        .llm;
     let settings = LlmSettings {
         provider: "openai".parse().unwrap(),
         base_url: Some(format!("{url}/v1")),
         model: "bench".into(),
         requests_per_minute: rpm,
         max_concurrency: concurrency,
-        ..Default::default()
+        ..defaults
     };
     build_chat_model(
         &settings,

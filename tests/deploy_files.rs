@@ -212,7 +212,7 @@ fn dockerfile_is_multi_stage_slim_and_non_root() {
     let user = runtime
         .lines()
         .filter_map(|l| l.strip_prefix("USER "))
-        .last()
+        .next_back()
         .expect("the runtime stage sets USER");
     let uid = user.split(':').next().unwrap();
     assert!(
@@ -648,8 +648,8 @@ fn qdrant_is_a_three_node_distributed_cluster() {
     }
     let me = |n: usize| format!("http://qdrant-{n}.qdrant-headless.lore.svc.cluster.local:6335");
     assert_eq!(seen[0], format!("--uri {}", me(0)));
-    for n in 1..3 {
-        assert_eq!(seen[n], format!("--bootstrap {} --uri {}", me(0), me(n)));
+    for (n, args) in seen.iter().enumerate().skip(1) {
+        assert_eq!(args, &format!("--bootstrap {} --uri {}", me(0), me(n)));
     }
     // lore talks to the cluster through the client Service.
     let cluster = read(&deploy("settings/cluster.toml"));

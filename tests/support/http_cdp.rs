@@ -153,11 +153,10 @@ impl Browser {
             .send(Message::Text(message.to_string().into()))
             .await
             .expect("DevTools send");
-        let reply = tokio::time::timeout(PATIENCE, rx)
+        tokio::time::timeout(PATIENCE, rx)
             .await
             .unwrap_or_else(|_| panic!("DevTools did not answer {method}"))
-            .expect("DevTools connection open");
-        reply
+            .expect("DevTools connection open")
     }
 
     /// Opens a new tab at `url` and returns its page.

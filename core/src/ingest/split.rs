@@ -69,7 +69,8 @@ impl Splitter {
 /// travels with every chunk of its section, so such a chunk would only crowd results.
 fn has_content(chunk: &str) -> bool {
     let trimmed = chunk.trim();
-    !trimmed.is_empty() && !(trimmed.starts_with('#') && !trimmed.contains('\n'))
+    let lone_heading = trimmed.starts_with('#') && !trimmed.contains('\n');
+    !trimmed.is_empty() && !lone_heading
 }
 
 fn to_pair(c: text_splitter::ChunkCharIndex<'_>) -> (usize, &str) {
