@@ -1,5 +1,6 @@
 //! The house keeps its layers: no import cycles between the modules of either library
-//! (`core/src`, `src`; test modules aside), and the core links no command line, HTTP server or chat platform.
+//! (`core/src`, `src`; test modules aside), the core links no command line, HTTP server or chat
+//! platform, and no product file grows past 600 lines.
 //! Imports are read from the source text (`crate::…` and `super::…` paths, use-trees
 //! included), so the check needs no build of its own.
 
@@ -434,4 +435,45 @@ fn the_core_links_no_surface() {
             "core/Cargo.toml depends on {forbidden}"
         );
     }
+}
+
+/// Product files stay small enough to read as one job: lines before the test module, and
+/// files that are only tests (`tests.rs`, `tests/` folders) aside.
+const MAX_PRODUCT_LINES: usize = 600;
+
+fn product_lines(text: &str) -> usize {
+    text.lines()
+        .take_while(|line| line.trim() != "#[cfg(test)]")
+        .count()
+}
+
+#[test]
+fn no_product_file_is_over_600_lines() {
+    let mut files = Vec::new();
+    for dir in ["src", "core/src", "adapters"] {
+        rust_files(&repo().join(dir), &mut files);
+    }
+    let too_long: Vec<String> = files
+        .iter()
+        .filter(|f| {
+            let tests_only = f.file_name().is_some_and(|n| n == "tests.rs")
+                || f.components().any(|c| c.as_os_str() == "tests");
+            !tests_only
+        })
+        .filter_map(|f| {
+            let lines = product_lines(&std::fs::read_to_string(f).unwrap());
+            (lines > MAX_PRODUCT_LINES).then(|| format!("{}: {lines}", f.display()))
+        })
+        .collect();
+    assert!(
+        too_long.is_empty(),
+        "files over {MAX_PRODUCT_LINES} lines: {too_long:#?}"
+    );
+}
+
+#[test]
+fn the_line_count_stops_at_the_test_module() {
+    let text = "fn a() {}\n\n#[cfg(test)]\nmod tests {\n    fn b() {}\n}\n";
+    assert_eq!(product_lines(text), 2);
+    assert_eq!(product_lines("fn a() {}\n"), 1);
 }
