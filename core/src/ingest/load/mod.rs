@@ -3,6 +3,7 @@
 //! `load_bytes` is synchronous, CPU-bound and never panics; `load_path` and `fetch_url`
 //! do the I/O, enforce [`LoadLimits`] and run `load_bytes` on the blocking pool.
 
+mod address;
 mod docx;
 mod html;
 mod markdown;

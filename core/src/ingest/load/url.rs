@@ -7,6 +7,7 @@ use std::path::Path;
 use reqwest::header::{CONTENT_TYPE, LOCATION};
 use reqwest::{StatusCode, Url};
 
+use super::address::special_purpose;
 use super::{LoadError, LoadLimits, kind_for_path, load_bytes_blocking};
 use crate::ingest::document::{DocKind, Document};
 
@@ -64,6 +65,21 @@ async fn fetch(url: &str, limits: &LoadLimits) -> Result<Fetched, LoadError> {
             .send()
             .await
             .map_err(|e| fetch_error(&current, &e, limits))?;
+        // The addresses were checked before connecting; the socket is checked too, so
+        // nothing between the check and the connection (a proxy, a resolver quirk) can
+        // land the request somewhere internal.
+        if !limits.allow_private_hosts
+            && let Some(peer) = response.remote_addr()
+            && let Some(what) = special_purpose(peer.ip())
+        {
+            return Err(forbidden(
+                current.as_str(),
+                format!(
+                    "connected to {}, which is not a public address ({what})",
+                    peer.ip()
+                ),
+            ));
+        }
         let status = response.status();
         if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
             let location = response
@@ -156,11 +172,13 @@ async fn resolve_checked(url: &Url, limits: &LoadLimits) -> Result<Vec<SocketAdd
         return Err(fetch_failed(url, "the host has no addresses"));
     }
     if !limits.allow_private_hosts
-        && let Some(bad) = addrs.iter().find(|a| !is_public(a.ip()))
+        && let Some((ip, what)) = addrs
+            .iter()
+            .find_map(|a| special_purpose(a.ip()).map(|what| (a.ip(), what)))
     {
         return Err(forbidden(
             url.as_str(),
-            format!("{} is a private or local address", bad.ip()),
+            format!("{ip} is not a public address ({what})"),
         ));
     }
     Ok(addrs)
@@ -172,35 +190,6 @@ fn ip_literal(host: &str) -> Option<IpAddr> {
         .trim_end_matches(']')
         .parse()
         .ok()
-}
-
-/// Whether an address is on the public internet (not loopback, private, link-local,
-/// unspecified, shared, multicast or broadcast), so fetching it cannot reach our own network.
-fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b)))
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00 // unique local
-                || (first & 0xffc0) == 0xfe80) // link-local
-        }
-    }
 }
 
 /// The document kind from a Content-Type, falling back to the URL's extension. Servers

@@ -274,26 +274,33 @@ fn kind_prefers_content_type_then_extension() {
     assert_eq!(kind_for(&url("http://h/a"), Some("image/png")), None);
 }
 
-#[test]
-fn private_and_local_addresses_are_not_public() {
-    for ip in [
-        "127.0.0.1",
-        "10.1.2.3",
-        "172.16.0.1",
-        "192.168.1.1",
-        "169.254.169.254",
-        "0.0.0.0",
-        "100.64.0.1",
-        "255.255.255.255",
-        "::1",
-        "::",
-        "fe80::1",
-        "fd00::1",
-        "::ffff:127.0.0.1",
+/// Every special-purpose range is refused from the address alone, before any connection
+/// (the message is the pre-connect check's, not the connected-socket one's).
+#[tokio::test]
+async fn special_purpose_addresses_are_refused_before_connecting() {
+    for url in [
+        "http://198.18.0.1/",
+        "http://192.0.0.8/",
+        "http://192.0.2.1/",
+        "http://198.51.100.1/",
+        "http://203.0.113.1/",
+        "http://240.0.0.1/",
+        "http://0.1.2.3/",
+        "http://[100::1]/",
+        "http://[2001:db8::1]/",
+        "http://[64:ff9b::a00:1]/",
+        "http://[2002:7f00:1::1]/",
+        "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",
+        "http://[::7f00:1]/",
+        "http://[::ffff:a00:1]/",
     ] {
-        assert!(!is_public(ip.parse().unwrap()), "{ip}");
-    }
-    for ip in ["93.184.216.34", "8.8.8.8", "2606:4700::1111"] {
-        assert!(is_public(ip.parse().unwrap()), "{ip}");
+        let err = fetch_url(url, &LoadLimits::default()).await.unwrap_err();
+        assert!(matches!(err, LoadError::Forbidden { .. }), "{url}: {err:?}");
+        let text = err.to_string();
+        assert!(text.contains("is not a public address"), "{url}: {text}");
+        assert!(
+            !text.contains("connected to"),
+            "{url} was connected to: {text}"
+        );
     }
 }
