@@ -113,16 +113,25 @@ fn telegram_surface(ctx: &Arc<ServeContext>) -> Option<Surface> {
 
 /// Runs until a signal, or until a surface fails.
 pub async fn run(settings: Settings, options: ServeOptions) -> Result<()> {
+    // Listen for stop signals before anything slow starts: from here on a SIGTERM or
+    // Ctrl-C during start-up ends lore cleanly instead of killing it unflushed.
+    let shutdown = CancellationToken::new();
+    cancel_on_stop_signal(shutdown.clone())?;
+    tracing::debug!("stop signals handled; opening the knowledge base");
     let secrets = Secrets::from_env()?;
     let kb = Arc::new(KnowledgeBase::open(settings.knowledge()).await?);
     let engine = Engine::open(kb.clone(), settings.bot.clone())?;
+    if shutdown.is_cancelled() {
+        tracing::info!("stopped during start-up");
+        return close(&kb, &engine).await;
+    }
     let ctx = Arc::new(ServeContext {
         settings,
         kb: kb.clone(),
         engine: engine.clone(),
         secrets,
         options,
-        shutdown: CancellationToken::new(),
+        shutdown,
     });
     let surfaces = configured_surfaces(&ctx)?;
     if surfaces.is_empty() {
@@ -138,7 +147,7 @@ pub async fn run(settings: Settings, options: ServeOptions) -> Result<()> {
     }
     let mut failure = None;
     tokio::select! {
-        () = stop_signal() => tracing::info!("stop signal received, shutting down"),
+        () = ctx.shutdown.cancelled() => {}
         Some(ended) = running.join_next() => {
             let (name, result) = ended.context("a surface panicked")?;
             match result {
@@ -163,32 +172,42 @@ pub async fn run(settings: Settings, options: ServeOptions) -> Result<()> {
         );
         running.abort_all();
     }
-    engine.shutdown().await?;
-    kb.store.commit().await?;
+    close(&kb, &engine).await?;
     match failure {
         Some(e) => Err(e),
         None => Ok(()),
     }
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-async fn stop_signal() {
+/// Flushes the conversation memory and the store.
+async fn close(kb: &KnowledgeBase, engine: &Engine) -> Result<()> {
+    engine.shutdown().await?;
+    kb.store.commit().await?;
+    Ok(())
+}
+
+/// Cancels `token` on SIGTERM or Ctrl-C. The handlers are registered before this returns
+/// (registering replaces the default action, which would end the process at once).
+fn cancel_on_stop_signal(token: CancellationToken) -> Result<()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
+        let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+        let mut interrupt = signal(SignalKind::interrupt()).context("listening for Ctrl-C")?;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+            tracing::info!("stop signal received, shutting down");
+            token.cancel();
+        });
     }
     #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("stop signal received, shutting down");
+        token.cancel();
+    });
+    Ok(())
 }

@@ -268,3 +268,58 @@ fn the_model_is_found_from_another_working_directory() {
     let stats: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
     assert_eq!(stats["dense_embedder"], "e5-small-q4/384", "{text}");
 }
+
+/// A SIGTERM during start-up (after the handlers are in, while the knowledge base opens)
+/// ends `lore serve` cleanly: exit code 0, the store flushed, never death by the signal.
+#[test]
+fn sigterm_during_start_up_is_a_clean_stop() {
+    use std::io::{BufRead, BufReader};
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lore"))
+        .arg("serve")
+        .env("LORE_STORE__DATA_DIR", data.path())
+        .env("LORE_EMBEDDING__PROVIDER", "none")
+        .env("LORE_HTTP__LISTEN", "127.0.0.1:0")
+        .env("LORE_HTTP_TOKENS", "start-up-test-token:team:read")
+        .env("LORE_LOG", "warn,lore=debug")
+        .env_remove("DISCORD_TOKEN")
+        .env_remove("TELEGRAM_BOT_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let patience = std::time::Duration::from_secs(120);
+    let mut log = Vec::new();
+    loop {
+        let line = lines
+            .recv_timeout(patience)
+            .unwrap_or_else(|_| panic!("no start-up line; log so far: {log:#?}"));
+        let ready = line.contains("stop signals handled");
+        log.push(line);
+        if ready {
+            break;
+        }
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let (done_tx, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(child.wait());
+    });
+    let status = done
+        .recv_timeout(patience)
+        .expect("lore serve stops on SIGTERM")
+        .unwrap();
+    log.extend(lines.try_iter());
+    assert!(status.success(), "{status:?}; log: {log:#?}");
+}
