@@ -207,32 +207,18 @@ fn a_garbled_validation_set_is_named() {
 /// An OpenAI-compatible fake: the answering model cites [1], the support check says yes,
 /// and the seven-dimension judge replies with garbage.
 async fn fake_llm() -> String {
-    use axum::Json;
-    async fn reply(Json(body): Json<Value>) -> axum::response::Response {
-        use axum::response::IntoResponse;
-        let system = body["messages"][0]["content"].as_str().unwrap_or("");
-        let text = if system.contains("You grade answers") {
+    let fake = lore_testkit::FakeOpenAi::start().await;
+    fake.respond_with(|request| {
+        let system = request.system();
+        lore_testkit::Reply::text(if system.contains("You grade answers") {
             "Great answer!!! 9/10"
         } else if system.contains("supports the sentence") {
             r#"{"supported": true}"#
         } else {
             "答案见资料[1]。"
-        };
-        if body["stream"] == true {
-            let delta = serde_json::json!({"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]});
-            let events = format!("data: {delta}\n\ndata: [DONE]\n\n");
-            return ([("content-type", "text/event-stream")], events).into_response();
-        }
-        Json(serde_json::json!({
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]
-        }))
-        .into_response()
-    }
-    let app = axum::Router::new().route("/v1/chat/completions", axum::routing::post(reply));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}/v1")
+        })
+    });
+    fake.base_url()
 }
 
 #[tokio::test]
