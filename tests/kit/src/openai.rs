@@ -72,6 +72,8 @@ enum Content {
     Stream(Vec<String>),
     Json(Value),
     Raw(String),
+    /// Bytes of an event stream, each chunk its own write (events may be cut anywhere).
+    Chunks(Vec<String>),
 }
 
 /// What the fake sends back for one request.
@@ -123,6 +125,14 @@ impl Reply {
         Self::new(Content::Raw(body.into()))
     }
 
+    /// An event stream written as these raw chunks, as they are: events split across writes,
+    /// malformed events, or a stream cut before `[DONE]`.
+    pub fn sse_chunks<S: AsRef<str>>(chunks: &[S]) -> Self {
+        Self::new(Content::Chunks(
+            chunks.iter().map(|c| c.as_ref().to_owned()).collect(),
+        ))
+    }
+
     /// An OpenAI embeddings response with these vectors, in order.
     pub fn embeddings(vectors: &[Vec<f32>]) -> Self {
         let data: Vec<Value> = vectors
@@ -172,6 +182,7 @@ struct Shared {
     responder: Mutex<Responder>,
     requests: Mutex<Vec<Request>>,
     gate: watch::Sender<bool>,
+    key: Mutex<Option<String>>,
 }
 
 /// A fake OpenAI-compatible server on 127.0.0.1. Each request gets the next [`push`]ed reply,
@@ -195,6 +206,7 @@ impl FakeOpenAi {
             responder: Mutex::new(Arc::new(|r: &Request| Reply::text(r.last_message()))),
             requests: Mutex::new(Vec::new()),
             gate: watch::channel(false).0,
+            key: Mutex::new(None),
         });
         let app = axum::Router::new()
             .fallback(handle)
@@ -237,6 +249,13 @@ impl FakeOpenAi {
         responder: impl Fn(&Request) -> Reply + Send + Sync + 'static,
     ) -> &Self {
         *self.shared.responder.lock().unwrap() = Arc::new(responder);
+        self
+    }
+
+    /// Answers 401, as OpenAI does, every request whose bearer token is not `key`, before
+    /// any scripted reply.
+    pub fn require_key(&self, key: &str) -> &Self {
+        *self.shared.key.lock().unwrap() = Some(key.to_owned());
         self
     }
 
@@ -298,6 +317,14 @@ async fn handle(
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
     };
     shared.requests.lock().unwrap().push(request.clone());
+    let key = shared.key.lock().unwrap().clone();
+    if let Some(key) = key
+        && request.header("authorization") != Some(&format!("Bearer {key}"))
+    {
+        let error = json!({"error": {"message": "Incorrect API key provided: sk-***.",
+            "type": "invalid_request_error", "code": "invalid_api_key"}});
+        return (StatusCode::UNAUTHORIZED, axum::Json(error)).into_response();
+    }
     let queued = shared.queue.lock().unwrap().pop_front();
     let reply = match queued {
         Some(reply) => reply,
@@ -334,6 +361,7 @@ fn render(reply: Reply, streamed_request: bool, gate: watch::Receiver<bool>) -> 
         Content::Stream(pieces) => sse(pieces, reply.hold_after, reply.pace, gate),
         Content::Json(body) => axum::Json(body).into_response(),
         Content::Raw(body) => ([("content-type", "text/plain")], body).into_response(),
+        Content::Chunks(chunks) => raw_sse(chunks, reply.hold_after, gate),
     };
     *response.status_mut() = status;
     for (name, value) in reply.headers {
@@ -380,6 +408,41 @@ fn sse(
             }
             let event = chunk(json!({"content": pieces[i]}), Value::Null);
             Some((Ok(Bytes::from(event)), i + 1))
+        }
+    });
+    (
+        [("content-type", "text/event-stream")],
+        Body::from_stream(events),
+    )
+        .into_response()
+}
+
+/// Raw event-stream chunks; holding after `hold_after` of them models a stalled stream.
+fn raw_sse(
+    chunks: Vec<String>,
+    hold_after: Option<usize>,
+    gate: watch::Receiver<bool>,
+) -> Response {
+    let total = chunks.len();
+    let chunks = Arc::new(chunks);
+    let events = futures::stream::unfold(0usize, move |i| {
+        let (chunks, gate) = (chunks.clone(), gate.clone());
+        async move {
+            if hold_after == Some(i) && i > 0 {
+                wait_open(gate).await;
+            }
+            if i >= total {
+                return None;
+            }
+            // A short pause between chunks makes each its own write, so a client really
+            // sees an event cut across reads.
+            if i > 0 {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            Some((
+                Ok::<_, std::io::Error>(Bytes::from(chunks[i].clone())),
+                i + 1,
+            ))
         }
     });
     (
