@@ -2,73 +2,32 @@
 //! 127.0.0.1 that streams like the real API: citations are checked, the evidence gate
 //! keeps the model out of unanswerable questions, and follow-ups are condensed.
 
+use lore_testkit::{FakeOpenAi, Reply};
+use serde_json::{Value, json};
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 
-use axum::Json;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use serde_json::{Value, json};
-
-/// What the fake model says: the condensed question and the streamed answer pieces.
-#[derive(Clone)]
-struct Script {
-    condensed: String,
-    pieces: Vec<String>,
-    requests: Arc<Mutex<Vec<Value>>>,
-}
-
-async fn completions(
-    State(script): State<Script>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> Response {
-    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer sk-test-key") {
-        return (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"error": {"message": "bad key"}})),
-        )
-            .into_response();
-    }
-    script.requests.lock().unwrap().push(body.clone());
-    if body["stream"] == json!(true) {
-        let mut sse = String::new();
-        for piece in &script.pieces {
-            let chunk = json!({"id": "c1", "object": "chat.completion.chunk",
-                "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": null}]});
-            sse.push_str(&format!("data: {chunk}\n\n"));
+/// The fake model: it wants the test key, answers a condensing call with `condensed` and
+/// streams `pieces` as the answer.
+async fn fake_llm(condensed: &str, pieces: &[&str]) -> FakeOpenAi {
+    let fake = FakeOpenAi::start().await;
+    let condensed = condensed.to_owned();
+    let pieces: Vec<String> = pieces.iter().map(|p| p.to_string()).collect();
+    fake.respond_with(move |request| {
+        if request.header("authorization") != Some("Bearer sk-test-key") {
+            Reply::status(401, json!({"error": {"message": "bad key"}}))
+        } else if request.is_stream() {
+            Reply::stream(&pieces)
+        } else {
+            Reply::text(condensed.clone())
         }
-        let end = json!({"id": "c1", "object": "chat.completion.chunk",
-            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
-        sse.push_str(&format!("data: {end}\n\ndata: [DONE]\n\n"));
-        ([("content-type", "text/event-stream")], sse).into_response()
-    } else {
-        Json(json!({"id": "c0", "object": "chat.completion",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": script.condensed},
-                         "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}))
-        .into_response()
-    }
+    });
+    fake
 }
 
-/// Starts the fake model; returns its base URL and the requests it receives.
-async fn fake_llm(condensed: &str, pieces: &[&str]) -> (String, Arc<Mutex<Vec<Value>>>) {
-    let requests = Arc::new(Mutex::new(Vec::new()));
-    let script = Script {
-        condensed: condensed.to_owned(),
-        pieces: pieces.iter().map(|p| p.to_string()).collect(),
-        requests: requests.clone(),
-    };
-    let app = axum::Router::new()
-        .route("/v1/chat/completions", post(completions))
-        .with_state(script);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/v1", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, requests)
+/// The chat requests the fake model received, as JSON bodies.
+fn bodies(fake: &FakeOpenAi) -> Vec<Value> {
+    fake.requests().into_iter().map(|r| r.body).collect()
 }
 
 fn corpus(dir: &Path) {
@@ -102,11 +61,12 @@ fn system_prompt(request: &Value) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lore_ask_streams_an_answer_whose_citations_match_the_sources() {
-    let (url, requests) = fake_llm(
+    let llm = fake_llm(
         "",
         &["乌龙茶主要产自", "福建和台湾 [", "1]。另见 [", "7]。"],
     )
     .await;
+    let url = llm.base_url();
     let docs = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     corpus(docs.path());
@@ -135,7 +95,7 @@ async fn lore_ask_streams_an_answer_whose_citations_match_the_sources() {
         "{stdout}"
     );
 
-    let requests = requests.lock().unwrap();
+    let requests = bodies(&llm);
     assert_eq!(
         requests.len(),
         1,
@@ -162,7 +122,8 @@ async fn lore_ask_streams_an_answer_whose_citations_match_the_sources() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_evidence_the_model_is_not_called() {
-    let (url, requests) = fake_llm("", &["should not be used"]).await;
+    let llm = fake_llm("", &["should not be used"]).await;
+    let url = llm.base_url();
     let docs = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     corpus(docs.path());
@@ -178,12 +139,13 @@ async fn without_evidence_the_model_is_not_called() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("could not find"), "{stdout}");
-    assert!(requests.lock().unwrap().is_empty());
+    assert!(llm.requests().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_follow_up_is_condensed_with_the_history_before_retrieval() {
-    let (url, requests) = fake_llm("绿茶有哪些有名的品种？", &["龙井和碧螺春 [1]。"]).await;
+    let llm = fake_llm("绿茶有哪些有名的品种？", &["龙井和碧螺春 [1]。"]).await;
+    let url = llm.base_url();
     let docs = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     corpus(docs.path());
@@ -244,7 +206,7 @@ async fn a_follow_up_is_condensed_with_the_history_before_retrieval() {
     assert_eq!(answer.citations.len(), 1);
     assert_eq!(answer.citations[0].heading.as_deref(), Some("茶 > 绿茶"));
 
-    let requests = requests.lock().unwrap();
+    let requests = bodies(&llm);
     assert_eq!(requests.len(), 2, "condense, then answer");
     let transcript = requests[0]["messages"][1]["content"].as_str().unwrap();
     assert!(transcript.contains("alice: 乌龙茶产自哪里？") && transcript.contains("那另一种呢？"));

@@ -10,7 +10,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::response::IntoResponse;
 use discord_fake::{BOT_ID, FakeDiscord, MANAGE_GUILD, Posted, User, shard_of};
 use lore::settings::Settings;
 use lore_core::bot::Engine;
@@ -575,37 +574,14 @@ async fn mentions_slash_commands_admins_and_knowledge_channels() {
 
 /// An OpenAI-compatible model that streams `reply` in pieces.
 async fn streaming_llm(reply: String) -> String {
-    let app = axum::Router::new().route(
-        "/v1/chat/completions",
-        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
-            let reply = reply.clone();
-            async move {
-                if body["stream"] != json!(true) {
-                    let last = body["messages"].as_array().and_then(|m| m.last()).cloned();
-                    let text = last.and_then(|m| m["content"].as_str().map(str::to_owned)).unwrap_or_default();
-                    return axum::Json(json!({"id": "c0", "object": "chat.completion",
-                        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})).into_response();
-                }
-                let chars: Vec<char> = reply.chars().collect();
-                let mut sse = String::new();
-                for piece in chars.chunks(300) {
-                    let piece: String = piece.iter().collect();
-                    let chunk = json!({"id": "c1", "object": "chat.completion.chunk",
-                        "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": null}]});
-                    sse.push_str(&format!("data: {chunk}\n\n"));
-                }
-                let end = json!({"id": "c1", "object": "chat.completion.chunk",
-                    "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
-                sse.push_str(&format!("data: {end}\n\ndata: [DONE]\n\n"));
-                ([("content-type", "text/event-stream")], sse).into_response()
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/v1", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    url
+    let chars: Vec<char> = reply.chars().collect();
+    let pieces: Vec<String> = chars.chunks(300).map(|p| p.iter().collect()).collect();
+    let fake = lore_testkit::FakeOpenAi::start().await;
+    fake.respond_with(move |request| match request.is_stream() {
+        true => lore_testkit::Reply::stream(&pieces),
+        false => lore_testkit::Reply::text(request.last_message()),
+    });
+    fake.base_url()
 }
 
 fn ingest_tea(dir: &Path) -> String {

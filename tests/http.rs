@@ -93,7 +93,7 @@ async fn the_api_answers_ingests_and_keeps_tenants_apart() {
     assert_eq!(r.status, 403, "{}", r.text);
 
     // Another tenant's question finds nothing, and the model is never asked.
-    let before = llm.requests.lock().unwrap().len();
+    let before = llm.requests().len();
     let r = post_json(
         &server.url("/v1/ask"),
         Some(OTHER),
@@ -102,7 +102,7 @@ async fn the_api_answers_ingests_and_keeps_tenants_apart() {
     .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["grounded"], false, "{}", r.text);
-    assert_eq!(llm.requests.lock().unwrap().len(), before);
+    assert_eq!(llm.requests().len(), before);
 
     // A plain answer with its citation and a conversation id.
     let r = post_json(
@@ -143,9 +143,7 @@ async fn the_api_answers_ingests_and_keeps_tenants_apart() {
     assert_eq!(done["conversation_id"], conversation);
     assert_eq!(done["citations"][0]["source"], "tea-notes.md");
     let condensed = llm
-        .requests
-        .lock()
-        .unwrap()
+        .requests()
         .iter()
         .any(|r| r["stream"] != json!(true) && r.to_string().contains(QUESTION));
     assert!(
@@ -651,7 +649,7 @@ async fn http_questions_share_the_cores_concurrency_cap() {
         queued.is_ok(),
         "the second question never waited for the slot"
     );
-    assert_eq!(llm.requests.lock().unwrap().len(), 1);
+    assert_eq!(llm.requests().len(), 1);
     llm.release();
     assert_eq!(first.rest().await.last().unwrap().0, "done");
     let second = tokio::time::timeout(PATIENCE, second)
@@ -660,5 +658,5 @@ async fn http_questions_share_the_cores_concurrency_cap() {
         .unwrap();
     assert_eq!(second.status, 200, "{}", second.text);
     assert_eq!(second.json["answer"], ANSWER.concat());
-    assert_eq!(llm.requests.lock().unwrap().len(), 2);
+    assert_eq!(llm.requests().len(), 2);
 }

@@ -9,9 +9,6 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
-use axum::Json;
-use axum::extract::State;
-use axum::response::IntoResponse;
 use lore::settings::Settings;
 use lore_core::bot::Engine;
 use lore_core::kb::KnowledgeBase as App;
@@ -564,57 +561,26 @@ fn shown_calls(f: &FakeTelegram, chat: i64) -> usize {
 /// A local OpenAI-compatible server streaming `pieces` as one answer. Piece i goes out once
 /// the bot has shown i messages or edits since the stream began, so every piece is seen.
 async fn fake_llm(stream: Arc<Stream>) -> String {
-    async fn completions(
-        State(stream): State<Arc<Stream>>,
-        Json(body): Json<Value>,
-    ) -> axum::response::Response {
-        if body["stream"] != json!(true) {
-            return Json(json!({"id": "c0", "object": "chat.completion",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": ""}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}))
-            .into_response();
+    let fake = lore_testkit::FakeOpenAi::start().await;
+    fake.respond_with(move |request| {
+        if !request.is_stream() {
+            return lore_testkit::Reply::text("");
         }
         let (fake, chat) = stream.telegram.get().cloned().expect("telegram is set");
         let base = shown_calls(&fake, chat);
-        let chunks = futures::stream::unfold(0usize, move |i| {
-            let (stream, fake) = (stream.clone(), fake.clone());
-            async move {
-                let n = stream.pieces.len();
-                if i > n {
-                    return None;
-                }
-                if i == n {
-                    let end = json!({"id": "c1", "object": "chat.completion.chunk",
-                        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
-                    return Some((
-                        Ok::<_, std::io::Error>(format!("data: {end}\n\ndata: [DONE]\n\n")),
-                        i + 1,
-                    ));
-                }
+        lore_testkit::Reply::stream(&stream.pieces).paced(move |i| {
+            let fake = fake.clone();
+            Box::pin(async move {
                 if i > 0 {
                     fake.wait_for("the bot to show the last piece", |f| {
                         (shown_calls(f, chat) >= base + i).then_some(())
                     })
                     .await;
                 }
-                let chunk = json!({"id": "c1", "object": "chat.completion.chunk",
-                    "choices": [{"index": 0, "delta": {"content": stream.pieces[i]}, "finish_reason": null}]});
-                Some((Ok(format!("data: {chunk}\n\n")), i + 1))
-            }
-        });
-        (
-            [("content-type", "text/event-stream")],
-            axum::body::Body::from_stream(chunks),
-        )
-            .into_response()
-    }
-    let app = axum::Router::new()
-        .route("/v1/chat/completions", axum::routing::post(completions))
-        .with_state(stream);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/v1", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    url
+            })
+        })
+    });
+    fake.base_url()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,6 @@
-//! Support for tests/http.rs: a local OpenAI-compatible model that streams (and can hold
-//! its answer until the test releases it), a running `lore serve` process, and small
-//! HTTP helpers over reqwest (JSON, multipart and server-sent events by hand, since the
+//! Support for tests/http.rs: a local OpenAI-compatible model (lore-testkit's fake) that
+//! streams and can hold its answer until the test releases it, a running `lore serve`
+//! process, and small HTTP helpers over reqwest (JSON, multipart and server-sent events by hand, since the
 //! project's reqwest has neither the json nor the multipart feature).
 
 #![allow(dead_code)]
@@ -11,14 +11,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Json;
-use axum::body::{Body, Bytes};
-use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::body::Bytes;
 use futures::StreamExt;
-use serde_json::{Value, json};
-use tokio::sync::{mpsc, watch};
+use lore_testkit::FakeOpenAi;
+use lore_testkit::Reply as ModelReply;
+use serde_json::Value;
 
 /// Generous bound for anything the tests wait on (a loaded 2-core machine).
 pub const PATIENCE: Duration = Duration::from_secs(120);
@@ -32,102 +29,43 @@ pub fn tokens() -> String {
     format!("{ADMIN}:acme:admin,{READER}:acme:read,{OTHER}:globex:read")
 }
 
-/// The fake model: streamed answers are `pieces`; after the first piece it waits for the
-/// gate to open. Non-streamed calls (condensing) echo the question after the last "user: ".
+/// The fake model: streamed answers are `pieces`; when gated, it holds each answer after the
+/// first piece until released. Non-streamed calls (condensing) echo the question after the
+/// last "user: ".
 #[derive(Clone)]
 pub struct FakeLlm {
     pub url: String,
-    gate: Arc<watch::Sender<bool>>,
-    pub requests: Arc<Mutex<Vec<Value>>>,
-}
-
-#[derive(Clone)]
-struct LlmState {
-    pieces: Vec<String>,
-    gate: watch::Receiver<bool>,
-    requests: Arc<Mutex<Vec<Value>>>,
+    fake: FakeOpenAi,
 }
 
 impl FakeLlm {
     /// Starts the model; `gated` = false streams everything at once.
     pub async fn start(pieces: &[&str], gated: bool) -> Self {
-        let (gate, rx) = watch::channel(!gated);
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let state = LlmState {
-            pieces: pieces.iter().map(|p| p.to_string()).collect(),
-            gate: rx,
-            requests: requests.clone(),
-        };
-        let app = axum::Router::new()
-            .route("/v1/chat/completions", post(completions))
-            .route("/v1", axum::routing::get(|| async { "fake model" }))
-            .with_state(state);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/v1", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let fake = FakeOpenAi::start().await;
+        let pieces: Vec<String> = pieces.iter().map(|p| p.to_string()).collect();
+        fake.respond_with(move |request| {
+            if !request.is_stream() {
+                let last = request.last_message();
+                return ModelReply::text(last.rsplit("user: ").next().unwrap_or(last));
+            }
+            let answer = ModelReply::stream(&pieces);
+            if gated { answer.hold_after(1) } else { answer }
+        });
         Self {
-            url,
-            gate: Arc::new(gate),
-            requests,
+            url: fake.base_url(),
+            fake,
         }
     }
 
     /// Lets held answers continue.
     pub fn release(&self) {
-        self.gate.send_replace(true);
+        self.fake.release();
     }
-}
 
-async fn completions(State(state): State<LlmState>, Json(body): Json<Value>) -> Response {
-    state.requests.lock().unwrap().push(body.clone());
-    if body["stream"] != json!(true) {
-        let last = body["messages"]
-            .as_array()
-            .and_then(|m| m.last())
-            .and_then(|m| m["content"].as_str())
-            .unwrap_or("");
-        let question = last.rsplit("user: ").next().unwrap_or(last).to_owned();
-        return Json(json!({"id": "c0", "object": "chat.completion",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": question},
-                         "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}))
-        .into_response();
+    /// The bodies of the requests received so far.
+    pub fn requests(&self) -> Vec<Value> {
+        self.fake.requests().into_iter().map(|r| r.body).collect()
     }
-    let (tx, rx) = mpsc::unbounded_channel::<Result<Bytes, std::io::Error>>();
-    let mut gate = state.gate.clone();
-    let pieces = state.pieces.clone();
-    tokio::spawn(async move {
-        let frame = |delta: Value, finish: Value| {
-            let chunk = json!({"id": "c1", "object": "chat.completion.chunk",
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
-            Ok(Bytes::from(format!("data: {chunk}\n\n")))
-        };
-        for (i, piece) in pieces.iter().enumerate() {
-            if i == 1 && gate.wait_for(|open| *open).await.is_err() {
-                return;
-            }
-            if tx
-                .send(frame(json!({"content": piece}), Value::Null))
-                .is_err()
-            {
-                return;
-            }
-        }
-        let _ = tx.send(frame(json!({}), json!("stop")));
-        let _ = tx.send(Ok(Bytes::from("data: [DONE]\n\n")));
-    });
-    let stream = tokio_stream_from(rx);
-    (
-        [("content-type", "text/event-stream")],
-        Body::from_stream(stream),
-    )
-        .into_response()
-}
-
-fn tokio_stream_from<T: Send + 'static>(
-    rx: mpsc::UnboundedReceiver<T>,
-) -> impl futures::Stream<Item = T> + Send + 'static {
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) })
 }
 
 /// A running `lore serve`; killed when dropped.

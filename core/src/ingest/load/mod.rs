@@ -245,15 +245,6 @@ pub(crate) mod tests {
             .collect()
     }
 
-    /// Shared test data beside the repository (`../shared/data/knowledge_db/...`).
-    pub(crate) fn shared_data(rel: &str) -> std::path::PathBuf {
-        Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/data/knowledge_db"
-        ))
-        .join(rel)
-    }
-
     #[test]
     fn kind_is_chosen_by_extension() {
         assert_eq!(kind_for_path(Path::new("a/b.PDF")), Some(DocKind::Pdf));

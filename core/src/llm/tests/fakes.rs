@@ -31,8 +31,6 @@ use tokio_tungstenite::tungstenite::handshake::server::{
 pub enum Reply {
     /// A JSON body with a status and extra headers.
     Json(u16, Value, Vec<(&'static str, String)>),
-    /// Any body with a content type.
-    Raw(u16, &'static str, String),
     /// An event stream sent in these pieces, `gap` apart, then (optionally) hanging for `stall`.
     Sse(Vec<String>, Duration, Option<Duration>),
     /// Waits, then answers with the inner reply.
@@ -210,12 +208,6 @@ fn render(reply: Reply) -> futures::future::BoxFuture<'static, Response> {
                 }
                 response
             }
-            Reply::Raw(code, content_type, body) => (
-                StatusCode::from_u16(code).unwrap(),
-                [("content-type", content_type)],
-                body,
-            )
-                .into_response(),
             Reply::Sse(pieces, gap, stall) => {
                 let body =
                     futures::stream::iter(pieces.into_iter().map(Some).chain(stall.map(|_| None)))

@@ -1,23 +1,59 @@
-//! OpenAI-compatible chat and embeddings against the local fake.
+//! OpenAI-compatible chat and embeddings against lore-testkit's fake OpenAI server.
 
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use serde_json::json;
+use lore_testkit::{FakeOpenAi as Fake, Reply};
+use serde_json::{Value, json};
 
-use super::fakes::{Fake, Reply, openai_gate, sse};
 use super::{collect, llm, secrets, user};
 use crate::embed::{EmbeddingSettings, build_vendor_embedder};
 use crate::llm::{LlmError, build_chat_model};
 
 const KEY: &str = "sk-test-4242-very-secret";
 
+/// The fake, wanting the test key like OpenAI (401 otherwise).
 async fn fake() -> Fake {
-    Fake::start(openai_gate(KEY)).await
+    let fake = Fake::start().await;
+    fake.require_key(KEY);
+    fake
+}
+
+/// A `data:` event.
+fn sse(value: &Value) -> String {
+    format!("data: {value}\n\n")
+}
+
+/// OpenAI-style deltas with every event cut in two, as TCP may deliver them, so the client
+/// must reassemble events across reads.
+fn stream_split_mid_event(deltas: &[&str]) -> Reply {
+    let mut events = vec![sse(
+        &json!({"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}),
+    )];
+    for d in deltas {
+        events.push(sse(
+            &json!({"choices":[{"index":0,"delta":{"content":d},"finish_reason":null}]}),
+        ));
+    }
+    events.push(sse(
+        &json!({"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}),
+    ));
+    events.push("data: [DONE]\n\n".into());
+    let chunks: Vec<&str> = events
+        .iter()
+        .flat_map(|e| {
+            let cut = e
+                .char_indices()
+                .nth(e.chars().count() / 2)
+                .map_or(0, |(i, _)| i);
+            [&e[..cut], &e[cut..]]
+        })
+        .collect();
+    Reply::sse_chunks(&chunks)
 }
 
 fn model(fake: &Fake) -> std::sync::Arc<dyn crate::llm::ChatModel> {
-    let s = llm("openai", &format!("{}/v1", fake.url), "gpt-4o-mini");
+    let s = llm("openai", &fake.base_url(), "gpt-4o-mini");
     build_chat_model(&s, &secrets(&[("OPENAI_API_KEY", KEY)]))
         .unwrap()
         .unwrap()
@@ -26,7 +62,7 @@ fn model(fake: &Fake) -> std::sync::Arc<dyn crate::llm::ChatModel> {
 #[tokio::test]
 async fn chat_returns_text_and_usage() {
     let fake = fake().await;
-    fake.push(Reply::ok(json!({
+    fake.push(Reply::json(json!({
         "id":"chatcmpl-1","object":"chat.completion","model":"gpt-4o-mini",
         "choices":[{"index":0,"message":{"role":"assistant","content":"Paris."},"finish_reason":"stop"}],
         "usage":{"prompt_tokens":12,"completion_tokens":2,"total_tokens":14}
@@ -34,7 +70,7 @@ async fn chat_returns_text_and_usage() {
     let answer = model(&fake).chat(user("Capital of France?")).await.unwrap();
     assert_eq!(answer.text, "Paris.");
     assert_eq!(answer.usage.unwrap().total_tokens, 14);
-    let seen = &fake.seen()[0];
+    let seen = &fake.requests()[0];
     assert_eq!(seen.path, "/v1/chat/completions");
     assert_eq!(seen.body["model"], "gpt-4o-mini");
     assert_eq!(seen.body["messages"][0]["role"], "user");
@@ -44,19 +80,19 @@ async fn chat_returns_text_and_usage() {
 #[tokio::test]
 async fn stream_assembles_deltas_split_across_reads() {
     let fake = fake().await;
-    fake.push(Reply::openai_stream(&[
+    fake.push(stream_split_mid_event(&[
         "知识", "库", " says", " hello", "。",
     ]));
     let stream = model(&fake).chat_stream(user("hi")).await.unwrap();
     let pieces: Vec<String> = stream.map(|d| d.unwrap()).collect().await;
     assert_eq!(pieces, ["知识", "库", " says", " hello", "。"]);
-    assert_eq!(fake.seen()[0].body["stream"], true);
+    assert_eq!(fake.requests()[0].body["stream"], true);
 }
 
 #[tokio::test]
 async fn wrong_key_is_permanent_and_not_retried() {
     let fake = fake().await;
-    let mut s = llm("openai", &format!("{}/v1", fake.url), "gpt-4o-mini");
+    let mut s = llm("openai", &fake.base_url(), "gpt-4o-mini");
     s.retry_budget_secs = 10;
     let model = build_chat_model(&s, &secrets(&[("OPENAI_API_KEY", "sk-wrong")]))
         .unwrap()
@@ -115,15 +151,17 @@ async fn status_and_body_map_to_error_classes() {
 #[tokio::test]
 async fn retry_after_of_a_429_is_honoured() {
     let fake = fake().await;
-    fake.push(Reply::Json(
-        429,
-        json!({"error":{"message":"Rate limit reached for requests"}}),
-        vec![("retry-after", "1".into())],
-    ));
-    fake.push(Reply::ok(
+    fake.push(
+        Reply::status(
+            429,
+            json!({"error":{"message":"Rate limit reached for requests"}}),
+        )
+        .header("retry-after", "1"),
+    );
+    fake.push(Reply::json(
         json!({"choices":[{"message":{"content":"ok"},"finish_reason":"stop"}]}),
     ));
-    let mut s = llm("openai", &format!("{}/v1", fake.url), "gpt-4o-mini");
+    let mut s = llm("openai", &fake.base_url(), "gpt-4o-mini");
     s.retry_budget_secs = 10;
     let model = build_chat_model(&s, &secrets(&[("OPENAI_API_KEY", KEY)]))
         .unwrap()
@@ -141,12 +179,10 @@ async fn retry_after_of_a_429_is_honoured() {
 #[tokio::test]
 async fn retry_after_beyond_the_budget_fails_at_once_with_the_hint() {
     let fake = fake().await;
-    fake.push(Reply::Json(
-        429,
-        json!({"error":{"message":"slow down"}}),
-        vec![("retry-after", "30".into())],
-    ));
-    let mut s = llm("openai", &format!("{}/v1", fake.url), "gpt-4o-mini");
+    fake.push(
+        Reply::status(429, json!({"error":{"message":"slow down"}})).header("retry-after", "30"),
+    );
+    let mut s = llm("openai", &fake.base_url(), "gpt-4o-mini");
     s.retry_budget_secs = 5;
     let model = build_chat_model(&s, &secrets(&[("OPENAI_API_KEY", KEY)]))
         .unwrap()
@@ -170,10 +206,10 @@ async fn transient_failures_are_retried_until_success() {
         json!({"error":{"message":"bad gateway"}}),
     ));
     fake.push(Reply::status(500, json!({"error":{"message":"oops"}})));
-    fake.push(Reply::ok(
+    fake.push(Reply::json(
         json!({"choices":[{"message":{"content":"third time"},"finish_reason":"stop"}]}),
     ));
-    let mut s = llm("openai", &format!("{}/v1", fake.url), "gpt-4o-mini");
+    let mut s = llm("openai", &fake.base_url(), "gpt-4o-mini");
     s.retry_budget_secs = 20;
     let model = build_chat_model(&s, &secrets(&[("OPENAI_API_KEY", KEY)]))
         .unwrap()
@@ -185,10 +221,8 @@ async fn transient_failures_are_retried_until_success() {
 #[tokio::test]
 async fn a_server_that_does_not_answer_times_out_as_transient() {
     let fake = fake().await;
-    fake.push(Reply::After(
-        Duration::from_secs(10),
-        Box::new(Reply::ok(json!({}))),
-    ));
+    // Held and never released: no answer at all.
+    fake.push(Reply::json(json!({})).hold_after(0));
     let started = Instant::now();
     let err = model(&fake).chat(user("hi")).await.unwrap_err();
     assert!(matches!(err, LlmError::Transient { .. }), "{err}");
@@ -200,11 +234,8 @@ async fn a_server_that_does_not_answer_times_out_as_transient() {
 async fn a_stalled_stream_fails_as_transient_after_the_deltas_so_far() {
     let fake = fake().await;
     let start = sse(&json!({"choices":[{"delta":{"content":"partial"},"finish_reason":null}]}));
-    fake.push(Reply::Sse(
-        vec![start],
-        Duration::ZERO,
-        Some(Duration::from_secs(10)),
-    ));
+    // Held after its first event and never released: the stream stalls.
+    fake.push(Reply::sse_chunks(&[start]).hold_after(1));
     let items: Vec<_> = model(&fake)
         .chat_stream(user("hi"))
         .await
@@ -224,11 +255,10 @@ async fn a_stalled_stream_fails_as_transient_after_the_deltas_so_far() {
 async fn a_malformed_stream_is_a_protocol_error_not_a_panic() {
     let fake = fake().await;
     let good = sse(&json!({"choices":[{"delta":{"content":"fine"},"finish_reason":null}]}));
-    fake.push(Reply::Sse(
-        vec![good, "data: {\"choices\": [oops\n\n".into()],
-        Duration::ZERO,
-        None,
-    ));
+    fake.push(Reply::sse_chunks(&[
+        good,
+        "data: {\"choices\": [oops\n\n".into(),
+    ]));
     let items: Vec<_> = model(&fake)
         .chat_stream(user("hi"))
         .await
@@ -248,7 +278,7 @@ async fn a_malformed_stream_is_a_protocol_error_not_a_panic() {
 async fn a_stream_cut_before_its_end_is_reported() {
     let fake = fake().await;
     let good = sse(&json!({"choices":[{"delta":{"content":"half an"},"finish_reason":null}]}));
-    fake.push(Reply::Sse(vec![good], Duration::ZERO, None));
+    fake.push(Reply::sse_chunks(&[good]));
     let items: Vec<_> = model(&fake)
         .chat_stream(user("hi"))
         .await
@@ -266,11 +296,7 @@ async fn a_stream_cut_before_its_end_is_reported() {
 #[tokio::test]
 async fn garbage_instead_of_json_is_a_protocol_error() {
     let fake = fake().await;
-    fake.push(Reply::Raw(
-        200,
-        "text/html",
-        "<html>captive portal</html>".into(),
-    ));
+    fake.push(Reply::raw("<html>captive portal</html>").header("content-type", "text/html"));
     let err = model(&fake).chat(user("hi")).await.unwrap_err();
     assert!(matches!(err, LlmError::Protocol { .. }), "{err}");
     assert!(err.to_string().contains("captive portal"), "{err}");
@@ -279,7 +305,7 @@ async fn garbage_instead_of_json_is_a_protocol_error() {
 #[tokio::test]
 async fn a_refused_answer_is_permanent() {
     let fake = fake().await;
-    fake.push(Reply::ok(
+    fake.push(Reply::json(
         json!({"choices":[{"message":{"content":null},"finish_reason":"content_filter"}]}),
     ));
     let err = model(&fake).chat(user("hi")).await.unwrap_err();
@@ -292,7 +318,7 @@ async fn a_refused_answer_is_permanent() {
 #[tokio::test]
 async fn stream_collects_into_the_same_text_as_chat() {
     let fake = fake().await;
-    fake.push(Reply::openai_stream(&["a", "b", "c"]));
+    fake.push(stream_split_mid_event(&["a", "b", "c"]));
     assert_eq!(
         collect(model(&fake).chat_stream(user("x")).await.unwrap())
             .await
@@ -305,13 +331,13 @@ async fn stream_collects_into_the_same_text_as_chat() {
 async fn embeddings_come_back_in_input_order() {
     let fake = fake().await;
     // The vendor may list vectors out of order; `index` says where each belongs.
-    fake.push(Reply::ok(json!({"object":"list","data":[
+    fake.push(Reply::json(json!({"object":"list","data":[
         {"object":"embedding","index":1,"embedding":[0.0,1.0,0.0]},
         {"object":"embedding","index":0,"embedding":[1.0,0.0,0.0]}
     ],"model":"text-embedding-3-small"})));
     let s = EmbeddingSettings {
         provider: "openai".parse().unwrap(),
-        base_url: Some(format!("{}/v1", fake.url)),
+        base_url: Some(fake.base_url()),
         model: "tiny".into(),
         dimension: Some(3),
         ..Default::default()
@@ -325,19 +351,19 @@ async fn embeddings_come_back_in_input_order() {
         .unwrap();
     assert_eq!(vectors, vec![vec![1.0, 0.0, 0.0], vec![0.0, 1.0, 0.0]]);
     assert_eq!(embedder.id(), "openai:tiny:3");
-    assert_eq!(fake.seen()[0].path, "/v1/embeddings");
-    assert_eq!(fake.seen()[0].body["input"], json!(["first", "second"]));
+    assert_eq!(fake.requests()[0].path, "/v1/embeddings");
+    assert_eq!(fake.requests()[0].body["input"], json!(["first", "second"]));
 }
 
 #[tokio::test]
 async fn embeddings_of_the_wrong_length_are_refused() {
     let fake = fake().await;
-    fake.push(Reply::ok(
+    fake.push(Reply::json(
         json!({"data":[{"index":0,"embedding":[1.0,0.0]}]}),
     ));
     let s = EmbeddingSettings {
         provider: "openai".parse().unwrap(),
-        base_url: Some(format!("{}/v1", fake.url)),
+        base_url: Some(fake.base_url()),
         model: "tiny".into(),
         dimension: Some(3),
         ..Default::default()
