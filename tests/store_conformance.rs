@@ -24,9 +24,9 @@ use std::time::Duration;
 use lore_core::embed::bm25::Bm25Encoder;
 use lore_core::progress::Quiet;
 use lore_core::retrieve::{Retriever, SearchMode};
-use lore_core::store::edge::EdgeStore;
+use lore_core::store::embedded::EmbeddedStore;
 use lore_core::store::migrate::{MigrateError, MigrateOptions, migrate};
-use lore_core::store::server::{QdrantServerStore, ServerConfig};
+use lore_core::store::qdrant::{QdrantStore, ServerConfig};
 use lore_core::store::{
     Chunk, Hit, KnowledgeStore, SearchRequest, SourceSummary, SparseVector, StoreError, StoreQuery,
     StoredChunk, TenantScope, chunk_point_id,
@@ -116,13 +116,13 @@ impl Harness {
         match self.kind {
             Kind::Embedded => {
                 let dir = self.dir.path().join("knowledge");
-                let store = tokio::task::spawn_blocking(move || EdgeStore::open(&dir, dense))
+                let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(&dir, dense))
                     .await
                     .unwrap()?;
                 Ok(Arc::new(store))
             }
             Kind::StandIn(_) | Kind::RealServer => Ok(Arc::new(
-                QdrantServerStore::connect(self.server_config(), dense).await?,
+                QdrantStore::connect(self.server_config(), dense).await?,
             )),
         }
     }
@@ -891,7 +891,7 @@ async fn unreachable_server_is_a_clear_error() {
         api_key: None,
         timeout: Duration::from_secs(20),
     };
-    let err = QdrantServerStore::connect(config, dense_id())
+    let err = QdrantStore::connect(config, dense_id())
         .await
         .err()
         .expect("must fail")
@@ -908,7 +908,7 @@ async fn unreachable_server_is_a_clear_error() {
         api_key: None,
         timeout: Duration::from_secs(5),
     };
-    let err = QdrantServerStore::connect(config, dense_id())
+    let err = QdrantStore::connect(config, dense_id())
         .await
         .err()
         .unwrap()
@@ -975,7 +975,7 @@ async fn schema_mismatch_is_a_clear_error() {
         collection: "foreign".into(),
         ..h.server_config()
     };
-    let err = QdrantServerStore::connect(foreign, dense_id())
+    let err = QdrantStore::connect(foreign, dense_id())
         .await
         .err()
         .unwrap()
@@ -1030,7 +1030,7 @@ async fn an_old_server_is_refused_with_its_version() {
         api_key: None,
         timeout: Duration::from_secs(20),
     };
-    let err = QdrantServerStore::connect(config, dense_id())
+    let err = QdrantStore::connect(config, dense_id())
         .await
         .err()
         .unwrap()
@@ -1055,7 +1055,7 @@ async fn the_api_key_is_sent_and_never_echoed() {
         api_key: key.map(str::to_owned),
         timeout: Duration::from_secs(20),
     };
-    let err = QdrantServerStore::connect(config(None), dense_id())
+    let err = QdrantStore::connect(config(None), dense_id())
         .await
         .err()
         .unwrap()
@@ -1064,7 +1064,7 @@ async fn the_api_key_is_sent_and_never_echoed() {
         err.contains("API key") && err.contains("QDRANT_API_KEY"),
         "{err}"
     );
-    let err = QdrantServerStore::connect(config(Some("wrong-key-value")), dense_id())
+    let err = QdrantStore::connect(config(Some("wrong-key-value")), dense_id())
         .await
         .err()
         .unwrap()
@@ -1073,7 +1073,7 @@ async fn the_api_key_is_sent_and_never_echoed() {
         err.contains("API key") && !err.contains("wrong-key-value"),
         "{err}"
     );
-    let store = QdrantServerStore::connect(config(Some("s3cret-key")), dense_id())
+    let store = QdrantStore::connect(config(Some("s3cret-key")), dense_id())
         .await
         .unwrap();
     store.upsert(corpus()).await.unwrap();
