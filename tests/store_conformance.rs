@@ -28,8 +28,8 @@ use lore_core::store::embedded::EmbeddedStore;
 use lore_core::store::migrate::{MigrateError, MigrateOptions, migrate};
 use lore_core::store::qdrant::{QdrantStore, ServerConfig};
 use lore_core::store::{
-    Chunk, Hit, KnowledgeStore, SearchRequest, SourceSummary, SparseVector, StoreError, StoreQuery,
-    StoredChunk, TenantScope, chunk_point_id,
+    Chunk, Hit, KnowledgeStore, SearchRequest, SourceSummary, SparseVector, StoreError,
+    StoreErrorKind, StoreQuery, StoredChunk, TenantScope, chunk_point_id,
 };
 use qdrant_client::qdrant as grpc;
 use qdrant_standin::{QdrantStandIn, StandInOptions};
@@ -894,8 +894,9 @@ async fn unreachable_server_is_a_clear_error() {
     let err = QdrantStore::connect(config, dense_id())
         .await
         .err()
-        .expect("must fail")
-        .to_string();
+        .expect("must fail");
+    assert_eq!(err.kind(), StoreErrorKind::Unavailable, "{err}");
+    let err = err.to_string();
     assert!(
         err.contains("cannot reach a Qdrant server") && err.contains(&url),
         "{err}"
@@ -921,12 +922,9 @@ async fn schema_mismatch_is_a_clear_error() {
     let h = Harness::standin().await;
     drop(h.open().await);
     // Another dimension.
-    let err = h
-        .try_open(Some((EMBEDDER.into(), 8)))
-        .await
-        .err()
-        .unwrap()
-        .to_string();
+    let err = h.try_open(Some((EMBEDDER.into(), 8))).await.err().unwrap();
+    assert_eq!(err.kind(), StoreErrorKind::Incompatible, "{err}");
+    let err = err.to_string();
     assert!(
         err.contains("schema mismatch") && err.contains("4 dimensions"),
         "{err}"
@@ -1006,7 +1004,9 @@ async fn a_collection_of_another_format_is_refused() {
     let again = QdrantStandIn::start(&h.dir.path().join("server"), StandInOptions::default()).await;
     h.url = again.url.clone();
     h.kind = Kind::StandIn(Some(again));
-    let err = h.try_open(dense_id()).await.err().unwrap().to_string();
+    let err = h.try_open(dense_id()).await.err().unwrap();
+    assert_eq!(err.kind(), StoreErrorKind::Incompatible, "{err}");
+    let err = err.to_string();
     assert!(
         err.contains("format 1") && err.contains("lore migrate"),
         "{err}"
@@ -1033,8 +1033,9 @@ async fn an_old_server_is_refused_with_its_version() {
     let err = QdrantStore::connect(config, dense_id())
         .await
         .err()
-        .unwrap()
-        .to_string();
+        .unwrap();
+    assert_eq!(err.kind(), StoreErrorKind::Incompatible, "{err}");
+    let err = err.to_string();
     assert!(err.contains("1.9.4") && err.contains("1.16"), "{err}");
 }
 
@@ -1058,8 +1059,9 @@ async fn the_api_key_is_sent_and_never_echoed() {
     let err = QdrantStore::connect(config(None), dense_id())
         .await
         .err()
-        .unwrap()
-        .to_string();
+        .unwrap();
+    assert_eq!(err.kind(), StoreErrorKind::Invalid, "{err}");
+    let err = err.to_string();
     assert!(
         err.contains("API key") && err.contains("QDRANT_API_KEY"),
         "{err}"
