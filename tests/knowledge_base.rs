@@ -147,7 +147,11 @@ async fn tenants_never_see_each_other() {
     let tea = write(docs.path(), "tea.txt", TEA_DOC);
     let app = open(data.path()).await;
     app.ingestor
-        .ingest(&[tea.clone()], "team-a", &lore_core::progress::Quiet)
+        .ingest(
+            std::slice::from_ref(&tea),
+            "team-a",
+            &lore_core::progress::Quiet,
+        )
         .await
         .unwrap();
 
@@ -195,7 +199,11 @@ async fn knowledge_survives_a_restart() {
     {
         let app = open(data.path()).await;
         app.ingestor
-            .ingest(&[rust.clone()], "t", &lore_core::progress::Quiet)
+            .ingest(
+                std::slice::from_ref(&rust),
+                "t",
+                &lore_core::progress::Quiet,
+            )
             .await
             .unwrap();
     }
