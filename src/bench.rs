@@ -11,7 +11,7 @@ use serde::Serialize;
 use lore_core::embed::bm25::Bm25Encoder;
 use lore_core::kb::KnowledgeBase;
 use lore_core::progress::Quiet;
-use lore_core::store::edge::EdgeStore;
+use lore_core::store::embedded::EmbeddedStore;
 use lore_core::store::synthetic::{XorShift, unit_vector};
 use lore_core::store::{
     Chunk, KnowledgeStore, SearchRequest, SparseVector, StoreQuery, StoredChunk, TenantScope,
@@ -95,7 +95,7 @@ pub async fn synthetic(
 ) -> Result<()> {
     let vocabulary = vocabulary(vocabulary_from)?;
     let bm25 = Bm25Encoder::new();
-    let store = EdgeStore::open(&work.join("synthetic"), Some(("synthetic".into(), dim)))?
+    let store = EmbeddedStore::open(&work.join("synthetic"), Some(("synthetic".into(), dim)))?
         .with_search_ef(search_ef);
     let kept = store.stats().await?.chunks;
     let build = kept < n;

@@ -279,7 +279,7 @@ async fn store_built_with_one_embedder_refuses_another() {
     let data = tempfile::tempdir().unwrap();
     drop(open(data.path()).await);
     let dir = data.path().join("knowledge");
-    let err = lore_core::store::edge::EdgeStore::open(&dir, Some(("some-model".into(), 8)))
+    let err = lore_core::store::embedded::EmbeddedStore::open(&dir, Some(("some-model".into(), 8)))
         .err()
         .expect("mismatched embedder must not open");
     let msg = err.to_string();

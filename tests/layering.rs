@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// A module path inside one crate: `["store", "edge"]`; the crate root is empty.
+/// A module path inside one crate: `["store", "embedded"]`; the crate root is empty.
 type ModPath = Vec<String>;
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -25,7 +25,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The module a file defines: `store/edge.rs` and `store/edge/mod.rs` are `store::edge`.
+/// The module a file defines: `store/embedded.rs` and `store/embedded/mod.rs` are `store::embedded`.
 fn module_of(root: &Path, file: &Path) -> ModPath {
     let rel = file.strip_prefix(root).unwrap();
     let mut parts: Vec<String> = rel

@@ -24,12 +24,12 @@ use std::time::Duration;
 use lore_core::embed::bm25::Bm25Encoder;
 use lore_core::progress::Quiet;
 use lore_core::retrieve::{Retriever, SearchMode};
-use lore_core::store::edge::EdgeStore;
+use lore_core::store::embedded::EmbeddedStore;
 use lore_core::store::migrate::{MigrateError, MigrateOptions, migrate};
-use lore_core::store::server::{QdrantServerStore, ServerConfig};
+use lore_core::store::qdrant::{QdrantStore, ServerConfig};
 use lore_core::store::{
-    Chunk, Hit, KnowledgeStore, SearchRequest, SourceSummary, SparseVector, StoreError, StoreQuery,
-    StoredChunk, TenantScope, chunk_point_id,
+    Chunk, Hit, KnowledgeStore, SearchRequest, SourceSummary, SparseVector, StoreError,
+    StoreErrorKind, StoreQuery, StoredChunk, TenantScope, chunk_point_id,
 };
 use qdrant_client::qdrant as grpc;
 use qdrant_standin::{QdrantStandIn, StandInOptions};
@@ -116,13 +116,13 @@ impl Harness {
         match self.kind {
             Kind::Embedded => {
                 let dir = self.dir.path().join("knowledge");
-                let store = tokio::task::spawn_blocking(move || EdgeStore::open(&dir, dense))
+                let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(&dir, dense))
                     .await
                     .unwrap()?;
                 Ok(Arc::new(store))
             }
             Kind::StandIn(_) | Kind::RealServer => Ok(Arc::new(
-                QdrantServerStore::connect(self.server_config(), dense).await?,
+                QdrantStore::connect(self.server_config(), dense).await?,
             )),
         }
     }
@@ -891,11 +891,12 @@ async fn unreachable_server_is_a_clear_error() {
         api_key: None,
         timeout: Duration::from_secs(20),
     };
-    let err = QdrantServerStore::connect(config, dense_id())
+    let err = QdrantStore::connect(config, dense_id())
         .await
         .err()
-        .expect("must fail")
-        .to_string();
+        .expect("must fail");
+    assert_eq!(err.kind(), StoreErrorKind::Unavailable, "{err}");
+    let err = err.to_string();
     assert!(
         err.contains("cannot reach a Qdrant server") && err.contains(&url),
         "{err}"
@@ -908,7 +909,7 @@ async fn unreachable_server_is_a_clear_error() {
         api_key: None,
         timeout: Duration::from_secs(5),
     };
-    let err = QdrantServerStore::connect(config, dense_id())
+    let err = QdrantStore::connect(config, dense_id())
         .await
         .err()
         .unwrap()
@@ -921,12 +922,9 @@ async fn schema_mismatch_is_a_clear_error() {
     let h = Harness::standin().await;
     drop(h.open().await);
     // Another dimension.
-    let err = h
-        .try_open(Some((EMBEDDER.into(), 8)))
-        .await
-        .err()
-        .unwrap()
-        .to_string();
+    let err = h.try_open(Some((EMBEDDER.into(), 8))).await.err().unwrap();
+    assert_eq!(err.kind(), StoreErrorKind::Incompatible, "{err}");
+    let err = err.to_string();
     assert!(
         err.contains("schema mismatch") && err.contains("4 dimensions"),
         "{err}"
@@ -975,7 +973,7 @@ async fn schema_mismatch_is_a_clear_error() {
         collection: "foreign".into(),
         ..h.server_config()
     };
-    let err = QdrantServerStore::connect(foreign, dense_id())
+    let err = QdrantStore::connect(foreign, dense_id())
         .await
         .err()
         .unwrap()
@@ -1006,7 +1004,9 @@ async fn a_collection_of_another_format_is_refused() {
     let again = QdrantStandIn::start(&h.dir.path().join("server"), StandInOptions::default()).await;
     h.url = again.url.clone();
     h.kind = Kind::StandIn(Some(again));
-    let err = h.try_open(dense_id()).await.err().unwrap().to_string();
+    let err = h.try_open(dense_id()).await.err().unwrap();
+    assert_eq!(err.kind(), StoreErrorKind::Incompatible, "{err}");
+    let err = err.to_string();
     assert!(
         err.contains("format 1") && err.contains("lore migrate"),
         "{err}"
@@ -1030,11 +1030,12 @@ async fn an_old_server_is_refused_with_its_version() {
         api_key: None,
         timeout: Duration::from_secs(20),
     };
-    let err = QdrantServerStore::connect(config, dense_id())
+    let err = QdrantStore::connect(config, dense_id())
         .await
         .err()
-        .unwrap()
-        .to_string();
+        .unwrap();
+    assert_eq!(err.kind(), StoreErrorKind::Incompatible, "{err}");
+    let err = err.to_string();
     assert!(err.contains("1.9.4") && err.contains("1.16"), "{err}");
 }
 
@@ -1055,16 +1056,17 @@ async fn the_api_key_is_sent_and_never_echoed() {
         api_key: key.map(str::to_owned),
         timeout: Duration::from_secs(20),
     };
-    let err = QdrantServerStore::connect(config(None), dense_id())
+    let err = QdrantStore::connect(config(None), dense_id())
         .await
         .err()
-        .unwrap()
-        .to_string();
+        .unwrap();
+    assert_eq!(err.kind(), StoreErrorKind::Invalid, "{err}");
+    let err = err.to_string();
     assert!(
         err.contains("API key") && err.contains("QDRANT_API_KEY"),
         "{err}"
     );
-    let err = QdrantServerStore::connect(config(Some("wrong-key-value")), dense_id())
+    let err = QdrantStore::connect(config(Some("wrong-key-value")), dense_id())
         .await
         .err()
         .unwrap()
@@ -1073,7 +1075,7 @@ async fn the_api_key_is_sent_and_never_echoed() {
         err.contains("API key") && !err.contains("wrong-key-value"),
         "{err}"
     );
-    let store = QdrantServerStore::connect(config(Some("s3cret-key")), dense_id())
+    let store = QdrantStore::connect(config(Some("s3cret-key")), dense_id())
         .await
         .unwrap();
     store.upsert(corpus()).await.unwrap();

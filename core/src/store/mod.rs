@@ -1,14 +1,19 @@
-//! The knowledge store behind one trait. Backends: embedded Qdrant (`edge`) and a Qdrant
-//! server or cluster (`server`). No backend type crosses this boundary.
+//! The knowledge store behind one trait. Backends: embedded Qdrant (`embedded`) and a
+//! Qdrant server or cluster (`qdrant`), both storing the shape in `schema`. No backend type
+//! crosses this boundary.
 
-pub mod edge;
+pub mod embedded;
+mod error;
 pub mod migrate;
 mod open;
-pub mod server;
+pub mod qdrant;
+pub mod schema;
 mod settings;
 pub mod synthetic;
 
+pub use error::{StoreError, StoreErrorKind};
 pub use open::open_store;
+pub use schema::{chunk_point_id, lore_terms, scope_terms, tenant_key, tenant_terms};
 pub use settings::{StoreBackend, StoreSettings};
 
 use std::collections::BTreeMap;
@@ -22,65 +27,6 @@ use serde::{Deserialize, Serialize};
 pub struct SparseVector {
     pub indices: Vec<u32>,
     pub values: Vec<f32>,
-}
-
-/// Gives each tenant its own BM25 dimensions in the store: a term id XOR a key derived from
-/// the tenant. Both backends store and query these. A tenant's posting lists then hold only
-/// its own chunks, so a sparse search walks one tenant's postings instead of everyone's,
-/// and document frequencies (the IDF) count the tenant's own chunks: what another tenant
-/// writes does not move its scores. XOR is its own inverse ([`lore_terms`] reads back).
-pub fn tenant_terms(tenant: &str, mut indices: Vec<u32>) -> Vec<u32> {
-    let key = tenant_key(tenant);
-    for index in &mut indices {
-        *index ^= key;
-    }
-    indices
-}
-
-/// A stable 32-bit key of the tenant name (FNV-1a, folded), the same on every machine.
-pub fn tenant_key(tenant: &str) -> u32 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in tenant.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    (hash ^ (hash >> 32)) as u32
-}
-
-/// A stored vector of `tenant` read back as lore's term ids, in ascending order.
-pub fn lore_terms(tenant: &str, indices: Vec<u32>, values: Vec<f32>) -> SparseVector {
-    ascending(
-        tenant_terms(tenant, indices)
-            .into_iter()
-            .zip(values)
-            .collect(),
-    )
-}
-
-/// One query vector for a whole scope: the query keyed for each tenant, side by side. A
-/// chunk holds only its tenant's dimensions, so it scores exactly as under its tenant's own
-/// query. Two tenants' keyed ids can coincide (rarely); the larger weight is kept, as the
-/// engine takes each dimension once.
-pub fn scope_terms(scope: &TenantScope, query: &SparseVector) -> SparseVector {
-    let terms = scope
-        .tenants()
-        .iter()
-        .flat_map(|tenant| {
-            tenant_terms(tenant, query.indices.clone())
-                .into_iter()
-                .zip(query.values.iter().copied())
-        })
-        .collect();
-    ascending(terms)
-}
-
-/// (term, weight) pairs as a vector in ascending term order, each term once (the larger
-/// weight when one repeats).
-fn ascending(mut terms: Vec<(u32, f32)>) -> SparseVector {
-    terms.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)));
-    terms.dedup_by_key(|t| t.0);
-    let (indices, values) = terms.into_iter().unzip();
-    SparseVector { indices, values }
 }
 
 /// A chunk of a source with everything a citation needs.
@@ -193,17 +139,6 @@ pub struct ScrollPage {
     pub next: Option<uuid::Uuid>,
 }
 
-/// Why a store call failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("knowledge store at {path}: {reason}")]
-    Open { path: String, reason: String },
-    #[error("knowledge store: {0}")]
-    Backend(String),
-    #[error("knowledge store task failed: {0}")]
-    Task(String),
-}
-
 /// Where knowledge lives. Every query is limited to a `TenantScope`.
 #[async_trait]
 pub trait KnowledgeStore: Send + Sync {
@@ -234,56 +169,9 @@ pub trait KnowledgeStore: Send + Sync {
     async fn tenant_counts(&self) -> Result<BTreeMap<String, usize>, StoreError>;
 }
 
-/// Point id of a chunk: stable across runs, so re-ingesting overwrites rather than duplicates.
-pub fn chunk_point_id(tenant: &str, source: &str, index: u32) -> uuid::Uuid {
-    // A fixed namespace so ids agree across backends and machines.
-    const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6c6f_7265_2d6b_622d_9c3e_41a7_5d20_b001);
-    let key = format!("{tenant}\u{0}{source}\u{0}{index}");
-    uuid::Uuid::new_v5(&NAMESPACE, key.as_bytes())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_scope_query_carries_each_tenants_keyed_terms_once() {
-        let query = SparseVector {
-            indices: vec![3, 8],
-            values: vec![1.0, 0.5],
-        };
-        let scoped = scope_terms(&TenantScope::with_global("a", "g"), &query);
-        let mut expected: Vec<u32> = tenant_terms("a", vec![3, 8]);
-        expected.extend(tenant_terms("g", vec![3, 8]));
-        expected.sort_unstable();
-        assert_eq!(scoped.indices, expected);
-        assert_eq!(
-            lore_terms("a", tenant_terms("a", vec![8, 3]), vec![0.5, 1.0]),
-            query
-        );
-        // Two tenants whose keyed ids coincide: one dimension, the larger weight.
-        let collide = SparseVector {
-            indices: vec![tenant_key("a") ^ tenant_key("g") ^ 3, 3],
-            values: vec![0.9, 0.2],
-        };
-        let scoped = scope_terms(&TenantScope::with_global("a", "g"), &collide);
-        let mut unique = scoped.indices.clone();
-        unique.dedup();
-        assert_eq!(unique, scoped.indices);
-        // a's two terms land on g's two keyed ids: two dimensions, each with weight 0.9.
-        assert_eq!(scoped.indices.len(), 2);
-        assert_eq!(scoped.values, [0.9, 0.9]);
-    }
-
-    #[test]
-    fn point_ids_are_stable_and_distinct() {
-        let a = chunk_point_id("t", "doc.md", 0);
-        assert_eq!(a, chunk_point_id("t", "doc.md", 0));
-        assert_ne!(a, chunk_point_id("t", "doc.md", 1));
-        assert_ne!(a, chunk_point_id("u", "doc.md", 0));
-        // The separator keeps ("ab","c") and ("a","bc") apart.
-        assert_ne!(chunk_point_id("ab", "c", 0), chunk_point_id("a", "bc", 0));
-    }
 
     #[test]
     fn global_scope_adds_the_global_tenant_once() {

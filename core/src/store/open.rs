@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use super::edge::EdgeStore;
-use super::server::{QdrantServerStore, ServerConfig};
+use super::embedded::EmbeddedStore;
+use super::qdrant::{QdrantStore, ServerConfig};
 use super::{KnowledgeStore, StoreBackend, StoreError, StoreSettings};
 
 /// Opens one knowledge store backend as configured under `[store]`; `dense` is the dense
@@ -19,10 +19,9 @@ pub async fn open_store(
             let ef = settings.hnsw_ef;
             Arc::new(
                 tokio::task::spawn_blocking(move || {
-                    EdgeStore::open(&dir, dense).map(|s| s.with_search_ef(ef))
+                    EmbeddedStore::open(&dir, dense).map(|s| s.with_search_ef(ef))
                 })
-                .await
-                .map_err(|e| StoreError::Task(e.to_string()))??,
+                .await??,
             )
         }
         StoreBackend::Qdrant => {
@@ -35,7 +34,7 @@ pub async fn open_store(
                     .filter(|k| !k.trim().is_empty()),
                 timeout: std::time::Duration::from_secs(settings.timeout_secs),
             };
-            let store = QdrantServerStore::connect(config, dense).await?;
+            let store = QdrantStore::connect(config, dense).await?;
             tracing::info!(
                 url = %settings.url,
                 collection = %settings.collection,

@@ -1,0 +1,82 @@
+//! Server errors in words an operator can act on, each of the kind its gRPC status says.
+
+use qdrant_client::QdrantError;
+
+use crate::store::{StoreError, StoreErrorKind};
+
+// gRPC status codes (the gRPC spec numbers them; tonic's `Code` casts to these).
+const CANCELLED: i32 = 1;
+const INVALID_ARGUMENT: i32 = 3;
+const DEADLINE_EXCEEDED: i32 = 4;
+const PERMISSION_DENIED: i32 = 7;
+const RESOURCE_EXHAUSTED: i32 = 8;
+const OUT_OF_RANGE: i32 = 11;
+const UNAVAILABLE: i32 = 14;
+const UNAUTHENTICATED: i32 = 16;
+
+/// The gRPC status code of a failed call, if the server (or the transport) gave one.
+fn status_code(e: &QdrantError) -> Option<i32> {
+    match e {
+        QdrantError::ResponseError { status }
+        | QdrantError::ResourceExhaustedError { status, .. } => Some(status.code() as i32),
+        _ => None,
+    }
+}
+
+/// What kind of failure a client error is.
+pub(super) fn error_kind(e: &QdrantError) -> StoreErrorKind {
+    match status_code(e) {
+        // A client-side timeout ends the call as cancelled.
+        Some(UNAVAILABLE | DEADLINE_EXCEEDED | CANCELLED) => StoreErrorKind::Unavailable,
+        Some(RESOURCE_EXHAUSTED) => StoreErrorKind::Busy,
+        // A refused API key is a setting to fix, like any other bad input.
+        Some(INVALID_ARGUMENT | OUT_OF_RANGE | UNAUTHENTICATED | PERMISSION_DENIED) => {
+            StoreErrorKind::Invalid
+        }
+        _ => match e {
+            QdrantError::InvalidUri(_) => StoreErrorKind::Invalid,
+            _ => StoreErrorKind::Internal,
+        },
+    }
+}
+
+/// A failed call on the collection at `location`.
+pub(super) fn call_error(location: &str, e: &QdrantError) -> StoreError {
+    StoreError::backend(
+        error_kind(e),
+        format!("Qdrant server {location}: {}", describe_error(e)),
+    )
+}
+
+/// Why the health check failed, in words an operator can act on. Anything but a refused
+/// key means no working server answered.
+pub(super) fn unreachable(url: &str, e: &QdrantError) -> (StoreErrorKind, String) {
+    let detail = describe_error(e);
+    if matches!(status_code(e), Some(UNAUTHENTICATED | PERMISSION_DENIED)) {
+        return (
+            StoreErrorKind::Invalid,
+            format!(
+                "the Qdrant server at {url} refused the API key ({detail}); set QDRANT_API_KEY"
+            ),
+        );
+    }
+    (
+        StoreErrorKind::Unavailable,
+        format!(
+            "cannot reach a Qdrant server at {url} ({detail}); check [store] url (the gRPC \
+             port, usually 6334, not the REST port 6333), that the server is running, and \
+             QDRANT_API_KEY"
+        ),
+    )
+}
+
+/// A client error without response metadata (which could echo request headers).
+pub(super) fn describe_error(e: &QdrantError) -> String {
+    match e {
+        QdrantError::ResponseError { status }
+        | QdrantError::ResourceExhaustedError { status, .. } => {
+            format!("{:?}: {}", status.code(), status.message())
+        }
+        other => other.to_string(),
+    }
+}
