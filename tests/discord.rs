@@ -72,12 +72,13 @@ impl Bot {
             Settings::load(None, pairs.into_iter().map(|(k, v)| (k.to_owned(), v))).unwrap();
         settings.bot.questions_per_user_per_minute = 1000;
         settings.bot.questions_per_channel_per_minute = 1000;
+        // Configured admin roles are the core's rule; the adapter only reports roles.
+        settings.bot.admin_roles = vec!["Librarian".into()];
         let app = Arc::new(App::open(settings.knowledge()).await.unwrap());
         let engine = Engine::open(app.clone(), settings.bot.clone()).unwrap();
         let handler = Arc::new(engine.clone());
         let discord = DiscordSettings {
             api_base: Some(fake.api_base.clone()),
-            admin_roles: vec!["Librarian".into()],
             answer_in_thread,
             ..Default::default()
         };

@@ -145,7 +145,7 @@ impl Handler {
     }
 
     /// The author as the core sees them: names of their roles, and admin when they hold
-    /// Manage Server (or Administrator), or a role named in `discord.admin_roles`.
+    /// Manage Server (or Administrator). Configured admin roles are the core's decision.
     async fn author(
         &self,
         http: &Http,
@@ -182,12 +182,7 @@ impl Handler {
                 }
             }
         }
-        author.is_admin = permissions.manage_guild()
-            || permissions.administrator()
-            || author
-                .roles
-                .iter()
-                .any(|r| self.settings.admin_roles.iter().any(|a| a == r));
+        author.is_admin = permissions.manage_guild() || permissions.administrator();
         author
     }
 

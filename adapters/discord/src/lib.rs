@@ -21,7 +21,8 @@ pub struct DiscordSettings {
     /// HTTP base replacing `https://discord.com` (serenity's proxy); tests point it at 127.0.0.1.
     #[serde(default)]
     pub api_base: Option<String>,
-    /// Deprecated alias of `[bot] admin_roles`; the application folds it in at start-up.
+    /// Deprecated alias of `[bot] admin_roles`; the application folds it in at start-up, so
+    /// the adapter itself leaves admin decisions to the bot core.
     pub admin_roles: Vec<String>,
     /// The shards this process runs, "START-END/TOTAL" (inclusive); empty = all of them.
     pub shards: String,
