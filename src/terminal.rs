@@ -18,7 +18,7 @@ fn print(text: &str) -> Result<(), ChatError> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{text}\n")
         .and_then(|()| out.flush())
-        .map_err(|e| ChatError(e.to_string()))
+        .map_err(|e| ChatError::other(e.to_string()))
 }
 
 #[async_trait]

@@ -484,7 +484,7 @@ impl ChannelHistory for FlakyHistory {
             None => (0, Some("p2")),
             Some("p2") => {
                 if self.failed.fetch_add(1, Ordering::Relaxed) == 0 {
-                    return Err(ChatError("connection reset".into()));
+                    return Err(ChatError::transient("connection reset"));
                 }
                 (1, Some("p3"))
             }

@@ -35,7 +35,8 @@ struct Bot {
     app: Arc<App>,
     engine: Engine,
     stop: Option<oneshot::Sender<()>>,
-    running: tokio::task::JoinHandle<Result<(), lore_discord::DiscordError>>,
+    /// None once a test awaited the client itself.
+    running: Option<tokio::task::JoinHandle<Result<(), lore_discord::DiscordError>>>,
     _data: tempfile::TempDir,
 }
 
@@ -71,12 +72,13 @@ impl Bot {
             Settings::load(None, pairs.into_iter().map(|(k, v)| (k.to_owned(), v))).unwrap();
         settings.bot.questions_per_user_per_minute = 1000;
         settings.bot.questions_per_channel_per_minute = 1000;
+        // Configured admin roles are the core's rule; the adapter only reports roles.
+        settings.bot.admin_roles = vec!["Librarian".into()];
         let app = Arc::new(App::open(settings.knowledge()).await.unwrap());
         let engine = Engine::open(app.clone(), settings.bot.clone()).unwrap();
         let handler = Arc::new(engine.clone());
         let discord = DiscordSettings {
             api_base: Some(fake.api_base.clone()),
-            admin_roles: vec!["Librarian".into()],
             answer_in_thread,
             ..Default::default()
         };
@@ -96,7 +98,7 @@ impl Bot {
             app,
             engine,
             stop: Some(stop),
-            running,
+            running: Some(running),
             _data: data,
         }
     }
@@ -104,11 +106,7 @@ impl Bot {
     /// Stops the client, checks it ended cleanly, and closes the core before its data
     /// directory goes away.
     async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        let ended = tokio::time::timeout(Duration::from_secs(60), self.running)
-            .await
-            .expect("the client stops when asked");
-        ended.unwrap().unwrap();
+        self.stopped().await;
         // serenity's shard tasks let go of the handler (and with it the core) shortly after.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         while Arc::strong_count(self.engine.core()) > 1 && tokio::time::Instant::now() < deadline {
@@ -119,6 +117,19 @@ impl Bot {
         drop(self.engine);
         drop(self.app);
         drop(self._data);
+    }
+
+    /// Asks the client to stop (unless already asked) and waits until it returned, cleanly.
+    async fn stopped(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(running) = self.running.take() {
+            let ended = tokio::time::timeout(Duration::from_secs(60), running)
+                .await
+                .expect("the client stops when asked");
+            ended.unwrap().unwrap();
+        }
     }
 
     /// Waits for the bot's complete answer to message `question` in `channel`: every part
@@ -582,6 +593,98 @@ async fn streaming_llm(reply: String) -> String {
         false => lore_testkit::Reply::text(request.last_message()),
     });
     fake.base_url()
+}
+
+/// An OpenAI-compatible model whose streamed answers wait until `release` is set; each
+/// streamed request is announced on the returned receiver first.
+async fn held_llm(
+    reply: &'static str,
+) -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<()>,
+    tokio::sync::watch::Sender<bool>,
+) {
+    let (asked, asked_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (release, released) = tokio::sync::watch::channel(false);
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+            let asked = asked.clone();
+            let mut released = released.clone();
+            async move {
+                if body["stream"] != json!(true) {
+                    return axum::Json(json!({"id": "c0", "object": "chat.completion",
+                        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
+                        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})).into_response();
+                }
+                let _ = asked.send(());
+                let _ = released.wait_for(|r| *r).await;
+                let chunk = json!({"id": "c1", "object": "chat.completion.chunk",
+                    "choices": [{"index": 0, "delta": {"content": reply}, "finish_reason": null}]});
+                let end = json!({"id": "c1", "object": "chat.completion.chunk",
+                    "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
+                let sse = format!("data: {chunk}\n\ndata: {end}\n\ndata: [DONE]\n\n");
+                ([("content-type", "text/event-stream")], sse).into_response()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, asked_rx, release)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_waits_for_the_answers_under_way() {
+    let (url, mut asked, release) = held_llm("Oolong is grown in Fujian and Taiwan [1].").await;
+    let mut bot = Bot::start(Some(&url)).await;
+    let docs = tempfile::tempdir().unwrap();
+    bot.app
+        .ingestor
+        .ingest(
+            &[ingest_tea(docs.path())],
+            &GUILD_A.to_string(),
+            &lore_core::progress::Quiet,
+        )
+        .await
+        .unwrap();
+    let bob = User::new(102, "bob");
+    let question = bot.fake.post(
+        Some(GUILD_A),
+        GENERAL_A,
+        &bob,
+        &mention("Where is oolong grown?"),
+        vec![],
+        None,
+    );
+    tokio::time::timeout(Duration::from_secs(120), asked.recv())
+        .await
+        .expect("the model is asked")
+        .unwrap();
+    // Shutdown while the model holds the answer: the gateway closes first.
+    let _ = bot.stop.take().unwrap().send(());
+    bot.fake
+        .wait_for("the gateway closed", |s| {
+            s.connected_shards().is_empty().then_some(())
+        })
+        .await;
+    release.send(true).unwrap();
+    bot.stopped().await;
+    // The client returned only after the answer under way was delivered.
+    let answer = bot.fake.seen(|s| {
+        let messages = s.bot_messages(GENERAL_A);
+        let start = messages.iter().position(|m| m.reply_to == Some(question));
+        start.map(|i| messages[i..].to_vec()).unwrap_or_default()
+    });
+    assert!(
+        answer.last().is_some_and(finished),
+        "the answer was not delivered before the client returned: {answer:?}"
+    );
+    assert!(
+        answer.iter().any(|m| m.content.contains("Fujian")),
+        "{answer:?}"
+    );
+    bot.stop().await;
 }
 
 fn ingest_tea(dir: &Path) -> String {

@@ -266,8 +266,8 @@ struct Uploaded(Vec<u8>);
 impl lore_chat::Download for Uploaded {
     async fn download(&self, max_bytes: u64) -> Result<Vec<u8>, lore_chat::ChatError> {
         if self.0.len() as u64 > max_bytes {
-            return Err(lore_chat::ChatError(
-                "the file is over the size limit".into(),
+            return Err(lore_chat::ChatError::other(
+                "the file is over the size limit",
             ));
         }
         Ok(self.0.clone())

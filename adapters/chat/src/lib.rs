@@ -1,15 +1,18 @@
 //! Platform-neutral chat types: what an adapter (Discord, Telegram, the terminal) hands the
 //! core, and how the core talks back. Adapters translate; every decision lives in the core.
 
+pub mod commands;
+mod error;
+mod inflight;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-/// An adapter-side failure (network, platform API), reported as text.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct ChatError(pub String);
+pub use commands::{CATALOGUE, CommandId, CommandSpec};
+pub use error::{ChatError, ChatErrorKind};
+pub use inflight::{InFlight, InFlightGuard};
 
 /// Who wrote a message, as the platform reports it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +24,7 @@ pub struct Author {
     /// Role names (Discord roles; empty where the platform has none).
     pub roles: Vec<String>,
     /// The platform's own admin notion: Manage Server on Discord, chat admin on Telegram.
+    /// Configured admins (`[bot] admin_roles`, `admin_user_ids`) are the core's decision.
     pub is_admin: bool,
 }
 

@@ -1,47 +1,36 @@
 //! The slash commands lore registers, and how an invocation becomes the core's command text.
 
+use lore_chat::commands::{CATALOGUE, CommandOption, CommandSpec, OptionKind};
 use serenity::all::{
     AttachmentId, CommandDataOption, CommandDataOptionValue, CommandOptionType, CreateCommand,
     CreateCommandOption,
 };
 
-/// The commands the core understands, as Discord shows them.
+/// The commands the core understands, as Discord shows them: the shared catalogue.
 pub fn definitions() -> Vec<CreateCommand> {
-    let text = |name: &str, description: &str, required: bool| {
-        CreateCommandOption::new(CommandOptionType::String, name, description).required(required)
+    CATALOGUE.iter().map(definition).collect()
+}
+
+fn definition(spec: &CommandSpec) -> CreateCommand {
+    spec.options.iter().fold(
+        CreateCommand::new(spec.name).description(spec.summary),
+        |command, option| command.add_option(command_option(option)),
+    )
+}
+
+fn command_option(option: &CommandOption) -> CreateCommandOption {
+    let kind = match option.kind {
+        OptionKind::Text | OptionKind::Choice(_) => CommandOptionType::String,
+        OptionKind::File => CommandOptionType::Attachment,
     };
-    vec![
-        CreateCommand::new("ask")
-            .description("Ask a question about your team's knowledge")
-            .add_option(text("question", "What you want to know", true)),
-        CreateCommand::new("ingest")
-            .description("Add a file, a web page or some text to the team's knowledge (admins)")
-            .add_option(CreateCommandOption::new(
-                CommandOptionType::Attachment,
-                "file",
-                "A document (PDF, Markdown, text, HTML, subtitles, DOCX)",
-            ))
-            .add_option(text("url", "An http(s) link to fetch", false))
-            .add_option(text("text", "Text to remember", false)),
-        CreateCommand::new("forget")
-            .description("Remove a source from the team's knowledge (admins)")
-            .add_option(text(
-                "source",
-                "The source's name, as /sources lists it",
-                true,
-            )),
-        CreateCommand::new("sources").description("List what I know in this server"),
-        CreateCommand::new("reset").description("Forget our conversation in this channel"),
-        CreateCommand::new("stats").description("Knowledge, quota and memory figures"),
-        CreateCommand::new("knowledge-channel")
-            .description("Learn from every post in this channel, or stop (admins)")
-            .add_option(
-                text("mode", "on or off", true)
-                    .add_string_choice("on", "on")
-                    .add_string_choice("off", "off"),
-            ),
-        CreateCommand::new("help").description("What I do and how to ask"),
-    ]
+    let mut created =
+        CreateCommandOption::new(kind, option.name, option.description).required(option.required);
+    if let OptionKind::Choice(words) = option.kind {
+        for word in words {
+            created = created.add_string_choice(*word, *word);
+        }
+    }
+    created
 }
 
 /// The argument text of an invocation (string options in order, space separated) and the
@@ -83,5 +72,30 @@ mod tests {
             let description = json["description"].as_str().unwrap();
             assert!((1..=100).contains(&description.chars().count()), "{name}");
         }
+    }
+
+    #[test]
+    fn every_catalogue_command_is_defined_with_its_options() {
+        let defined: Vec<serde_json::Value> = definitions()
+            .iter()
+            .map(|c| serde_json::to_value(c).unwrap())
+            .collect();
+        assert_eq!(defined.len(), CATALOGUE.len());
+        for spec in CATALOGUE {
+            let command = defined
+                .iter()
+                .find(|c| c["name"] == spec.name)
+                .unwrap_or_else(|| panic!("/{} is not defined", spec.name));
+            assert_eq!(command["description"], spec.summary);
+            let options = command["options"].as_array().cloned().unwrap_or_default();
+            let names: Vec<&str> = options.iter().filter_map(|o| o["name"].as_str()).collect();
+            let expected: Vec<&str> = spec.options.iter().map(|o| o.name).collect();
+            assert_eq!(names, expected, "/{}", spec.name);
+        }
+        let mode = &defined
+            .iter()
+            .find(|c| c["name"] == "knowledge-channel")
+            .unwrap()["options"][0];
+        assert_eq!(mode["choices"].as_array().map(Vec::len), Some(2));
     }
 }

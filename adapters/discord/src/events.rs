@@ -1,39 +1,31 @@
 //! Gateway events → `lore_chat` events: messages (posted, edited, deleted), slash commands,
 //! and READY (command registration, intent check).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use lore_chat::{
-    Addressing, Attachment, Author, ChannelHistory, ChatHandler, EventKind, IncomingEvent,
-    ReplySink, SlashCommand,
+    ChannelHistory, ChatHandler, EventKind, Handled, InFlight, IncomingEvent, ReplySink,
+    SlashCommand,
 };
 use serenity::all::{
-    ApplicationFlags, AutoArchiveDuration, ChannelId, Command, CommandInteraction, Context,
-    CreateThread, EventHandler, GuildId, Http, Interaction, Message, MessageId, MessageUpdateEvent,
-    Permissions, Ready, RoleId, User, UserId,
+    ApplicationFlags, ChannelId, Command, CommandInteraction, Context, EventHandler, GuildId, Http,
+    Interaction, Message, MessageId, MessageUpdateEvent, Ready, UserId,
 };
 
 use crate::DiscordSettings;
 use crate::commands;
-use crate::sink::{CdnFile, ChannelSink, History, InteractionSink, MessageMapper};
+use crate::roles::Roles;
+use crate::sink::{ChannelSink, History, InteractionSink, MessageMapper};
+use crate::threads::Threads;
+use crate::translate::{self, Place};
 
-const PLATFORM: &str = "discord";
 /// How often the typing indicator is renewed while an answer is in the making.
 const TYPING_RENEWAL: Duration = Duration::from_secs(8);
 /// Longest an attachment download may take.
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(120);
-/// How long a guild's roles are trusted before they are read again.
-const ROLES_TTL: Duration = Duration::from_secs(300);
-
-struct GuildRoles {
-    read: Instant,
-    /// Role id → (name, permissions); the @everyone role has the guild's id.
-    roles: HashMap<RoleId, (String, Permissions)>,
-}
 
 /// The serenity event handler: translates, submits to the core, and shows typing meanwhile.
 pub struct Handler {
@@ -42,23 +34,21 @@ pub struct Handler {
     command_guild: Option<GuildId>,
     bot: Arc<OnceLock<UserId>>,
     commands_registered: AtomicBool,
-    roles: Mutex<HashMap<GuildId, Arc<GuildRoles>>>,
+    roles: Roles,
     downloads: reqwest::Client,
     /// Guild messages seen with no text at all (a sign the Message Content intent is off).
     empty_messages: AtomicUsize,
-    /// Threads the bot opened for answers → their parent channel, so a follow-up in the
-    /// thread continues the same conversation.
-    threads: Mutex<HashMap<ChannelId, ChannelId>>,
+    threads: Threads,
+    /// Events the core is still handling; shutdown waits for them.
+    inflight: InFlight,
 }
-
-/// Threads remembered at most; older ones then start fresh conversations.
-const MAX_THREADS: usize = 10_000;
 
 impl Handler {
     pub fn new(
         settings: DiscordSettings,
         core: Arc<dyn ChatHandler>,
         command_guild: Option<GuildId>,
+        inflight: InFlight,
     ) -> Self {
         Self {
             settings,
@@ -66,7 +56,7 @@ impl Handler {
             command_guild,
             bot: Arc::default(),
             commands_registered: AtomicBool::new(false),
-            roles: Mutex::default(),
+            roles: Roles::default(),
             // A stalled CDN must not hold the channel's queue forever.
             downloads: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(10))
@@ -74,121 +64,27 @@ impl Handler {
                 .build()
                 .unwrap_or_default(),
             empty_messages: AtomicUsize::new(0),
-            threads: Mutex::default(),
+            threads: Threads::default(),
+            inflight,
         }
     }
 
-    /// The conversation's channel and thread: a thread the bot opened for an answer belongs
-    /// to its parent channel's conversation.
-    fn conversation_channel(&self, channel: ChannelId) -> (ChannelId, Option<ChannelId>) {
-        match self.threads.lock().expect("not poisoned").get(&channel) {
-            Some(parent) => (*parent, Some(channel)),
-            None => (channel, None),
-        }
-    }
-
-    /// Opens a thread on the question for its answer; None (answer in the channel) when
-    /// Discord refuses, e.g. because the question already is in a thread.
-    async fn open_thread(&self, http: &Http, msg: &Message, question: &str) -> Option<ChannelId> {
-        let mut name: String = question.chars().take(90).collect();
-        if name.trim().is_empty() {
-            name = "Question".into();
-        }
-        let thread = CreateThread::new(name).auto_archive_duration(AutoArchiveDuration::OneDay);
-        match msg
-            .channel_id
-            .create_thread_from_message(http, msg.id, thread)
-            .await
-        {
-            Ok(thread) => {
-                let mut threads = self.threads.lock().expect("not poisoned");
-                if threads.len() >= MAX_THREADS {
-                    threads.clear();
-                }
-                threads.insert(thread.id, msg.channel_id);
-                Some(thread.id)
-            }
-            Err(e) => {
-                tracing::debug!(channel = %msg.channel_id, error = %e, "no thread for the answer; replying in the channel");
-                None
-            }
-        }
-    }
-
-    /// A guild's roles, read through the API at most every few minutes.
-    async fn guild_roles(&self, http: &Http, guild: GuildId) -> Option<Arc<GuildRoles>> {
-        if let Some(cached) = self.roles.lock().expect("not poisoned").get(&guild)
-            && cached.read.elapsed() < ROLES_TTL
-        {
-            return Some(cached.clone());
-        }
-        match http.get_guild_roles(guild).await {
-            Ok(list) => {
-                let roles = Arc::new(GuildRoles {
-                    read: Instant::now(),
-                    roles: list
-                        .into_iter()
-                        .map(|r| (r.id, (r.name, r.permissions)))
-                        .collect(),
-                });
-                self.roles
-                    .lock()
-                    .expect("not poisoned")
-                    .insert(guild, roles.clone());
-                Some(roles)
-            }
-            Err(e) => {
-                tracing::warn!(%guild, error = %e, "could not read the guild's roles; nobody counts as admin by role");
-                None
-            }
-        }
-    }
-
-    /// The author as the core sees them: names of their roles, and admin when they hold
-    /// Manage Server (or Administrator), or a role named in `discord.admin_roles`.
-    async fn author(
+    /// Hands an event to the core and counts it as under way until the core is done;
+    /// `meanwhile` runs until then (typing, completing a slash command).
+    fn submit<F>(
         &self,
-        http: &Http,
-        user: &User,
-        nick: Option<&str>,
-        guild: Option<GuildId>,
-        member_roles: &[RoleId],
-        member_permissions: Option<Permissions>,
-    ) -> Author {
-        let mut author = Author {
-            id: user.id.get().to_string(),
-            name: nick
-                .or(user.global_name.as_deref())
-                .unwrap_or(&user.name)
-                .to_owned(),
-            roles: Vec::new(),
-            is_admin: false,
-        };
-        let Some(guild) = guild else {
-            return author;
-        };
-        let mut permissions = member_permissions.unwrap_or_else(Permissions::empty);
-        if let Some(known) = self.guild_roles(http, guild).await {
-            let everyone = RoleId::new(guild.get());
-            for id in member_roles.iter().chain(std::iter::once(&everyone)) {
-                if let Some((name, perms)) = known.roles.get(id) {
-                    if *id != everyone {
-                        author.roles.push(name.clone());
-                    }
-                    // The interaction's own permissions are authoritative when given.
-                    if member_permissions.is_none() {
-                        permissions |= *perms;
-                    }
-                }
-            }
-        }
-        author.is_admin = permissions.manage_guild()
-            || permissions.administrator()
-            || author
-                .roles
-                .iter()
-                .any(|r| self.settings.admin_roles.iter().any(|a| a == r));
-        author
+        event: IncomingEvent,
+        sink: Arc<dyn ReplySink>,
+        meanwhile: impl FnOnce(Handled) -> F,
+    ) where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let guard = self.inflight.enter();
+        let work = meanwhile(self.core.submit(event, sink));
+        tokio::spawn(async move {
+            work.await;
+            drop(guard);
+        });
     }
 
     fn history(
@@ -200,8 +96,7 @@ impl Handler {
         let bot = self.bot.clone();
         let downloads = self.downloads.clone();
         let map: MessageMapper = Arc::new(move |m: &Message| {
-            // History messages carry no guild id; the channel's guild is known.
-            past_message(m, guild, bot.get().copied(), &downloads)
+            translate::past_message(m, guild, bot.get().copied(), &downloads)
         });
         Arc::new(History {
             http: http.clone(),
@@ -250,139 +145,72 @@ impl Handler {
             None => (&command.user, None, &[][..], None),
         };
         let author = self
+            .roles
             .author(&ctx.http, user, nick, guild, roles, permissions)
             .await;
         let (args, files) = commands::arguments(&command.data.options);
-        let attachments = files
+        let place = Place {
+            guild,
+            user: Some(user.id),
+            channel: command.channel_id,
+            thread: None,
+        };
+        let mut event = translate::event(
+            EventKind::Posted,
+            place,
+            format!("interaction-{}", command.id.get()),
+        );
+        event.author = author;
+        event.text = args.clone();
+        event.attachments = files
             .iter()
             .filter_map(|id| command.data.resolved.attachments.get(id))
-            .map(|a| attachment(a, &self.downloads))
+            .map(|a| translate::attachment(a, &self.downloads))
             .collect();
-        let event = IncomingEvent {
-            platform: PLATFORM.into(),
-            tenant: tenant(guild, user.id),
-            channel: command.channel_id.get().to_string(),
-            thread: None,
-            message_id: format!("interaction-{}", command.id.get()),
-            kind: EventKind::Posted,
-            author,
-            text: args.clone(),
-            attachments,
-            addressing: Addressing {
-                direct: guild.is_none(),
-                command: Some(SlashCommand {
-                    name: command.data.name.clone(),
-                    args,
-                }),
-                ..Default::default()
-            },
-            permalink: None,
-            timestamp: None,
-        };
+        event.addressing.direct = guild.is_none();
+        event.addressing.command = Some(SlashCommand {
+            name: command.data.name.clone(),
+            args,
+        });
         let sink = Arc::new(InteractionSink {
             http: ctx.http.clone(),
             interaction: command.clone(),
             sent: AtomicUsize::new(0),
             history: self.history(&ctx.http, command.channel_id, guild),
         });
-        let handled = self.core.submit(event, sink.clone());
-        tokio::spawn(async move {
+        let completing = sink.clone();
+        self.submit(event, sink, |handled| async move {
             let _ = handled.await;
             // A deferred response left empty would spin "thinking…" until Discord gives up.
-            if sink.sent.load(Ordering::Relaxed) == 0 {
-                let _ = sink.send("✓").await.map_err(|e| {
+            if completing.sent.load(Ordering::Relaxed) == 0 {
+                let _ = completing.send("✓").await.map_err(|e| {
                     tracing::warn!(error = %e, "could not complete a slash command");
                 });
             }
         });
     }
-}
 
-/// The tenant of a conversation: the guild, or the user in a DM.
-fn tenant(guild: Option<GuildId>, user: UserId) -> String {
-    match guild {
-        Some(g) => g.get().to_string(),
-        None => user.get().to_string(),
+    /// A sink replying in `channel`, with the history of the conversation's channel.
+    fn channel_sink(
+        &self,
+        http: &Arc<Http>,
+        channel: ChannelId,
+        reply_to: Option<MessageId>,
+        history_of: ChannelId,
+        guild: Option<GuildId>,
+    ) -> Arc<dyn ReplySink> {
+        Arc::new(ChannelSink::new(
+            http.clone(),
+            channel,
+            reply_to,
+            self.history(http, history_of, guild),
+        ))
     }
 }
 
-/// The jump link of a message.
-fn permalink(guild: Option<GuildId>, channel: ChannelId, message: MessageId) -> String {
-    let place = guild.map_or_else(|| "@me".to_owned(), |g| g.get().to_string());
-    format!("https://discord.com/channels/{place}/{channel}/{message}")
-}
-
-fn attachment(a: &serenity::all::Attachment, client: &reqwest::Client) -> Attachment {
-    Attachment {
-        name: a.filename.clone(),
-        size: u64::from(a.size),
-        content_type: a.content_type.clone(),
-        handle: Arc::new(CdnFile {
-            client: client.clone(),
-            url: a.url.clone(),
-            name: a.filename.clone(),
-            size: u64::from(a.size),
-        }),
-    }
-}
-
-/// Removes `<@bot>` and `<@!bot>` from `text`; true if there was one.
-fn strip_mention(text: &str, bot: Option<UserId>) -> (String, bool) {
-    let Some(bot) = bot else {
-        return (text.trim().to_owned(), false);
-    };
-    let mut out = text.to_owned();
-    let mut found = false;
-    for tag in [format!("<@{bot}>"), format!("<@!{bot}>")] {
-        if out.contains(&tag) {
-            found = true;
-            out = out.replace(&tag, " ");
-        }
-    }
-    (out.split_whitespace().collect::<Vec<_>>().join(" "), found)
-}
-
-/// A message read from a channel's history, as a knowledge post (None for bots' messages).
-fn past_message(
-    m: &Message,
-    guild: Option<GuildId>,
-    bot: Option<UserId>,
-    client: &reqwest::Client,
-) -> Option<IncomingEvent> {
-    if m.author.bot {
-        return None;
-    }
-    let guild = m.guild_id.or(guild);
-    let (text, mentioned) = strip_mention(&m.content, bot);
-    Some(IncomingEvent {
-        platform: PLATFORM.into(),
-        tenant: tenant(guild, m.author.id),
-        channel: m.channel_id.get().to_string(),
-        thread: None,
-        message_id: m.id.get().to_string(),
-        kind: EventKind::Posted,
-        author: Author {
-            id: m.author.id.get().to_string(),
-            name: m
-                .author
-                .global_name
-                .clone()
-                .unwrap_or_else(|| m.author.name.clone()),
-            ..Default::default()
-        },
-        text,
-        attachments: m
-            .attachments
-            .iter()
-            .map(|a| attachment(a, client))
-            .collect(),
-        addressing: Addressing {
-            mentioned,
-            ..Default::default()
-        },
-        permalink: Some(permalink(guild, m.channel_id, m.id)),
-        timestamp: m.timestamp.to_rfc3339(),
-    })
+/// Waits for the core without showing anything.
+async fn quietly(handled: Handled) {
+    let _ = handled.await;
 }
 
 #[async_trait]
@@ -413,15 +241,7 @@ impl EventHandler for Handler {
         if msg.author.bot {
             return;
         }
-        let bot = self.bot.get().copied();
         let guild = msg.guild_id;
-        let (text, tagged) = strip_mention(&msg.content, bot);
-        let mentioned = tagged || bot.is_some_and(|b| msg.mentions.iter().any(|u| u.id == b));
-        let reply_to_bot = bot.is_some_and(|b| {
-            msg.referenced_message
-                .as_ref()
-                .is_some_and(|r| r.author.id == b)
-        });
         if guild.is_some()
             && msg.content.is_empty()
             && msg.attachments.is_empty()
@@ -431,91 +251,59 @@ impl EventHandler for Handler {
         {
             tracing::warn!(channel = %msg.channel_id, "discord: a guild message arrived without text; is the Message Content intent enabled for this bot?");
         }
-        let addressing = Addressing {
-            direct: guild.is_none(),
-            mentioned,
-            reply_to_bot,
-            command: None,
+        let (channel, thread) = self.threads.conversation(msg.channel_id);
+        let place = Place {
+            guild,
+            user: Some(msg.author.id),
+            channel,
+            thread,
         };
-        let addressed = addressing.is_addressed();
-        let author = if addressed {
+        let mut event = translate::posted(&msg, place, self.bot.get().copied(), &self.downloads);
+        let addressed = event.addressing.is_addressed();
+        if addressed {
             let (nick, roles) = match &msg.member {
                 Some(m) => (m.nick.as_deref(), m.roles.as_slice()),
                 None => (None, &[][..]),
             };
-            self.author(&ctx.http, &msg.author, nick, guild, roles, None)
-                .await
-        } else {
-            Author {
-                id: msg.author.id.get().to_string(),
-                name: msg
-                    .member
-                    .as_ref()
-                    .and_then(|m| m.nick.clone())
-                    .or_else(|| msg.author.global_name.clone())
-                    .unwrap_or_else(|| msg.author.name.clone()),
-                ..Default::default()
-            }
-        };
-        let (channel, mut thread) = self.conversation_channel(msg.channel_id);
+            event.author = self
+                .roles
+                .author(&ctx.http, &msg.author, nick, guild, roles, None)
+                .await;
+        }
         let (mut reply_channel, mut reply_to) = (msg.channel_id, addressed.then_some(msg.id));
         if addressed
             && guild.is_some()
             && thread.is_none()
             && self.settings.answer_in_thread
-            && let Some(opened) = self.open_thread(&ctx.http, &msg, &text).await
+            && let Some(opened) = self.threads.open(&ctx.http, &msg, &event.text).await
         {
-            thread = Some(opened);
+            event.thread = Some(opened.get().to_string());
             reply_channel = opened;
             // The thread starts from the question, so the answer needs no reference.
             reply_to = None;
         }
-        let event = IncomingEvent {
-            platform: PLATFORM.into(),
-            tenant: tenant(guild, msg.author.id),
-            channel: channel.get().to_string(),
-            thread: thread.map(|t| t.get().to_string()),
-            message_id: msg.id.get().to_string(),
-            kind: EventKind::Posted,
-            author,
-            text,
-            attachments: msg
-                .attachments
-                .iter()
-                .map(|a| attachment(a, &self.downloads))
-                .collect(),
-            addressing,
-            permalink: Some(permalink(guild, msg.channel_id, msg.id)),
-            timestamp: msg.timestamp.to_rfc3339(),
-        };
-        let sink: Arc<dyn ReplySink> = Arc::new(ChannelSink::new(
-            ctx.http.clone(),
-            reply_channel,
-            reply_to,
-            self.history(&ctx.http, channel, guild),
-        ));
-        if addressed {
-            // Typing shows before the answer starts; a failure only costs the indicator.
-            if let Err(e) = ctx.http.broadcast_typing(reply_channel).await {
-                tracing::debug!(channel = %reply_channel, error = %e, "typing indicator refused");
-            }
+        let sink = self.channel_sink(&ctx.http, reply_channel, reply_to, channel, guild);
+        if !addressed {
+            self.submit(event, sink, quietly);
+            return;
         }
-        let handled = self.core.submit(event, sink);
-        if addressed {
-            // Discord shows typing for about 10 s; renew it until the core is done.
-            let http = ctx.http.clone();
-            tokio::spawn(async move {
-                tokio::pin!(handled);
-                loop {
-                    tokio::select! {
-                        _ = &mut handled => return,
-                        () = tokio::time::sleep(TYPING_RENEWAL) => {
-                            let _ = http.broadcast_typing(reply_channel).await;
-                        }
+        // Typing shows before the answer starts; a failure only costs the indicator.
+        if let Err(e) = ctx.http.broadcast_typing(reply_channel).await {
+            tracing::debug!(channel = %reply_channel, error = %e, "typing indicator refused");
+        }
+        // Discord shows typing for about 10 s; renew it until the core is done.
+        let http = ctx.http.clone();
+        self.submit(event, sink, |handled| async move {
+            tokio::pin!(handled);
+            loop {
+                tokio::select! {
+                    _ = &mut handled => return,
+                    () = tokio::time::sleep(TYPING_RENEWAL) => {
+                        let _ = http.broadcast_typing(reply_channel).await;
                     }
                 }
-            });
-        }
+            }
+        });
     }
 
     async fn message_update(
@@ -533,45 +321,31 @@ impl EventHandler for Handler {
             return;
         }
         let guild = update.guild_id;
-        let (conversation, thread) = self.conversation_channel(update.channel_id);
-        let (text, _) = strip_mention(content, self.bot.get().copied());
+        let (channel, thread) = self.threads.conversation(update.channel_id);
+        let place = Place {
+            guild,
+            user: Some(user.id),
+            channel,
+            thread,
+        };
         let nick = update
             .member
             .as_ref()
             .and_then(|m| m.as_ref())
-            .and_then(|m| m.nick.clone());
-        let event = IncomingEvent {
-            platform: PLATFORM.into(),
-            tenant: tenant(guild, user.id),
-            channel: conversation.get().to_string(),
-            thread: thread.map(|t| t.get().to_string()),
-            message_id: update.id.get().to_string(),
-            kind: EventKind::Edited,
-            author: Author {
-                id: user.id.get().to_string(),
-                name: nick
-                    .or_else(|| user.global_name.clone())
-                    .unwrap_or_else(|| user.name.clone()),
-                ..Default::default()
-            },
-            text,
-            attachments: update
-                .attachments
-                .iter()
-                .flatten()
-                .map(|a| attachment(a, &self.downloads))
-                .collect(),
-            addressing: Addressing::default(),
-            permalink: Some(permalink(guild, update.channel_id, update.id)),
-            timestamp: update.timestamp.and_then(|t| t.to_rfc3339()),
-        };
-        let sink = Arc::new(ChannelSink::new(
-            ctx.http.clone(),
-            update.channel_id,
-            None,
-            self.history(&ctx.http, update.channel_id, guild),
-        ));
-        let _ = self.core.submit(event, sink);
+            .and_then(|m| m.nick.as_deref());
+        let mut event = translate::event(EventKind::Edited, place, update.id.get().to_string());
+        event.author = translate::author(user, nick);
+        event.text = translate::strip_mention(content, self.bot.get().copied()).0;
+        event.attachments = update
+            .attachments
+            .iter()
+            .flatten()
+            .map(|a| translate::attachment(a, &self.downloads))
+            .collect();
+        event.permalink = Some(translate::permalink(guild, update.channel_id, update.id));
+        event.timestamp = update.timestamp.and_then(|t| t.to_rfc3339());
+        let sink = self.channel_sink(&ctx.http, update.channel_id, None, update.channel_id, guild);
+        self.submit(event, sink, quietly);
     }
 
     async fn message_delete(
@@ -585,24 +359,17 @@ impl EventHandler for Handler {
         let Some(guild) = guild else {
             return;
         };
-        let (conversation, thread) = self.conversation_channel(channel);
-        let event = IncomingEvent {
-            platform: PLATFORM.into(),
-            tenant: guild.get().to_string(),
-            channel: conversation.get().to_string(),
-            thread: thread.map(|t| t.get().to_string()),
-            message_id: message.get().to_string(),
-            kind: EventKind::Deleted,
-            permalink: Some(permalink(Some(guild), channel, message)),
-            ..Default::default()
+        let (conversation, thread) = self.threads.conversation(channel);
+        let place = Place {
+            guild: Some(guild),
+            user: None,
+            channel: conversation,
+            thread,
         };
-        let sink = Arc::new(ChannelSink::new(
-            ctx.http.clone(),
-            channel,
-            None,
-            self.history(&ctx.http, channel, Some(guild)),
-        ));
-        let _ = self.core.submit(event, sink);
+        let mut event = translate::event(EventKind::Deleted, place, message.get().to_string());
+        event.permalink = Some(translate::permalink(Some(guild), channel, message));
+        let sink = self.channel_sink(&ctx.http, channel, None, channel, Some(guild));
+        self.submit(event, sink, quietly);
     }
 
     async fn interaction_create(&self, ctx: Context, interaction: Interaction) {
@@ -610,34 +377,5 @@ impl EventHandler for Handler {
             Interaction::Command(command) => self.slash_command(&ctx, command).await,
             other => tracing::debug!(kind = ?other.kind(), "discord: interaction ignored"),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_bot_mention_is_stripped_and_others_stay() {
-        let bot = Some(UserId::new(42));
-        let (text, found) = strip_mention("<@42> what is <@7>'s role?", bot);
-        assert!(found);
-        assert_eq!(text, "what is <@7>'s role?");
-        let (text, found) = strip_mention("hey <@!42>  tea?", bot);
-        assert!(found);
-        assert_eq!(text, "hey tea?");
-        assert!(!strip_mention("<@43> hi", bot).1);
-    }
-
-    #[test]
-    fn permalinks_are_jump_links() {
-        assert_eq!(
-            permalink(Some(GuildId::new(1)), ChannelId::new(2), MessageId::new(3)),
-            "https://discord.com/channels/1/2/3"
-        );
-        assert_eq!(
-            permalink(None, ChannelId::new(2), MessageId::new(3)),
-            "https://discord.com/channels/@me/2/3"
-        );
     }
 }

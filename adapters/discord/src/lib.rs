@@ -3,14 +3,17 @@
 
 mod commands;
 mod events;
+mod roles;
 mod sink;
+mod threads;
+mod translate;
 
 use std::fmt;
 use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use lore_chat::ChatHandler;
+use lore_chat::{ChatHandler, InFlight};
 use serde::Deserialize;
 use serenity::all::{ClientBuilder, GatewayError, GatewayIntents, GuildId, HttpBuilder};
 
@@ -21,7 +24,8 @@ pub struct DiscordSettings {
     /// HTTP base replacing `https://discord.com` (serenity's proxy); tests point it at 127.0.0.1.
     #[serde(default)]
     pub api_base: Option<String>,
-    /// Deprecated alias of `[bot] admin_roles`; the application folds it in at start-up.
+    /// Deprecated alias of `[bot] admin_roles`; the application folds it in at start-up, so
+    /// the adapter itself leaves admin decisions to the bot core.
     pub admin_roles: Vec<String>,
     /// The shards this process runs, "START-END/TOTAL" (inclusive); empty = all of them.
     pub shards: String,
@@ -44,8 +48,15 @@ pub enum DiscordError {
     MessageContentIntentDenied,
     #[error("Discord rejected the token (DISCORD_TOKEN): {0}")]
     BadToken(String),
+    /// Boxed: serenity's error is large, and most results here never hold it.
     #[error("Discord: {0}")]
-    Serenity(#[from] serenity::Error),
+    Serenity(Box<serenity::Error>),
+}
+
+impl From<serenity::Error> for DiscordError {
+    fn from(e: serenity::Error) -> Self {
+        Self::Serenity(Box::new(e))
+    }
 }
 
 /// A range of shards out of a total: `0-3/8` runs shards 0, 1, 2 and 3 of 8.
@@ -123,6 +134,9 @@ impl DiscordSettings {
     }
 }
 
+/// How long shutdown waits for the answers under way (within `lore serve`'s own grace).
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// The gateway intents lore asks for: guild and direct messages, and their text.
 pub fn intents() -> GatewayIntents {
     GatewayIntents::GUILD_MESSAGES
@@ -149,7 +163,8 @@ pub async fn run(
             .proxy(base.trim_end_matches('/'))
             .ratelimiter_disabled(true);
     }
-    let events = events::Handler::new(settings, handler, command_guild);
+    let inflight = InFlight::new();
+    let events = events::Handler::new(settings, handler, command_guild, inflight.clone());
     let mut client = ClientBuilder::new_with_http(http.build(), intents())
         .event_handler(events)
         .await?;
@@ -170,6 +185,20 @@ pub async fn run(
         None => client.start_autosharded().await,
     };
     stopper.abort();
+    // The gateway is closed; the answers under way still reach their channels.
+    if inflight.count() > 0 {
+        tracing::info!(
+            under_way = inflight.count(),
+            "discord: waiting for the answers under way"
+        );
+    }
+    if !inflight.drain(DRAIN_TIMEOUT).await {
+        tracing::warn!(
+            under_way = inflight.count(),
+            seconds = DRAIN_TIMEOUT.as_secs(),
+            "discord: answers still under way at shutdown are abandoned"
+        );
+    }
     match started {
         Ok(()) => Ok(()),
         Err(serenity::Error::Gateway(

@@ -61,11 +61,27 @@ where
     }
 }
 
-fn chat_error(e: serenity::Error) -> ChatError {
+/// The failure as the core sees it: its kind from the HTTP status, or transient when the
+/// request never got an answer.
+pub(crate) fn chat_error(e: serenity::Error) -> ChatError {
     match rejection(&e) {
-        Some((status, code)) => ChatError(format!("Discord answered {status} (code {code})")),
-        None => ChatError(e.to_string()),
+        Some((status, code)) => rejected(status, code),
+        None => match &e {
+            serenity::Error::Http(serenity::all::HttpError::Request(_))
+            | serenity::Error::Io(_) => ChatError::transient(e.to_string()),
+            _ => ChatError::other(e.to_string()),
+        },
     }
+}
+
+/// A request Discord answered with an error status.
+fn rejected(status: u16, code: isize) -> ChatError {
+    // Discord's 429 body names the wait, but serenity keeps only code and message.
+    ChatError::from_http_status(
+        status,
+        None,
+        format!("Discord answered {status} (code {code})"),
+    )
 }
 
 /// Replies in a channel: the first message answers the asker's message as a reply.
@@ -274,7 +290,7 @@ impl ChannelHistory for History {
                 .parse::<u64>()
                 .ok()
                 .filter(|&n| n > 0)
-                .ok_or_else(|| ChatError(format!("bad history cursor {c:?}")))?,
+                .ok_or_else(|| ChatError::other(format!("bad history cursor {c:?}")))?,
             // Snowflakes start above 1, so "after 1" is the channel's first message.
             None => 1,
         };
@@ -296,6 +312,15 @@ impl ChannelHistory for History {
     }
 }
 
+/// A failed download: the CDN's status decides the kind; no status means the network failed.
+fn download_error(name: &str, e: &reqwest::Error) -> ChatError {
+    let message = format!("downloading {name}: {e}");
+    match e.status() {
+        Some(status) => ChatError::from_http_status(status.as_u16(), None, message),
+        None => ChatError::transient(message),
+    }
+}
+
 /// An attachment on Discord's CDN, fetched only when the core ingests it.
 pub struct CdnFile {
     pub client: reqwest::Client,
@@ -308,7 +333,7 @@ pub struct CdnFile {
 impl Download for CdnFile {
     async fn download(&self, max_bytes: u64) -> Result<Vec<u8>, ChatError> {
         let too_large = || {
-            ChatError(format!(
+            ChatError::other(format!(
                 "{} is larger than the {} byte limit",
                 self.name, max_bytes
             ))
@@ -323,7 +348,7 @@ impl Download for CdnFile {
             .send()
             .await
             .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| ChatError(format!("downloading {}: {e}", self.name)))?;
+            .map_err(|e| download_error(&self.name, &e))?;
         if response.content_length().is_some_and(|n| n > max_bytes) {
             return Err(too_large());
         }
@@ -331,7 +356,7 @@ impl Download for CdnFile {
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| ChatError(format!("downloading {}: {e}", self.name)))?
+            .map_err(|e| download_error(&self.name, &e))?
         {
             if (bytes.len() + chunk.len()) as u64 > max_bytes {
                 return Err(too_large());
@@ -339,5 +364,32 @@ impl Download for CdnFile {
             bytes.extend_from_slice(&chunk);
         }
         Ok(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use lore_chat::ChatErrorKind;
+
+    use super::*;
+
+    #[test]
+    fn failures_carry_their_kind() {
+        assert_eq!(
+            rejected(429, 20028).kind,
+            ChatErrorKind::RateLimited { retry_after: None }
+        );
+        assert_eq!(rejected(403, 50013).kind, ChatErrorKind::Forbidden);
+        assert_eq!(rejected(404, 10008).kind, ChatErrorKind::NotFound);
+        assert_eq!(rejected(502, 0).kind, ChatErrorKind::Transient);
+        assert_eq!(rejected(400, 50035).kind, ChatErrorKind::Other);
+        assert_eq!(
+            rejected(403, 50013).to_string(),
+            "Discord answered 403 (code 50013)"
+        );
+        let io = serenity::Error::Io(std::io::Error::other("connection reset"));
+        assert_eq!(chat_error(io).kind, ChatErrorKind::Transient);
+        let other = serenity::Error::Other("unexpected");
+        assert_eq!(chat_error(other).kind, ChatErrorKind::Other);
     }
 }

@@ -1,4 +1,4 @@
-//! Who is a chat administrator, asked with `getChatMember` and remembered briefly, so a
+//! Who is a chat administrator (Telegram's own notion, reported to the core), asked with `getChatMember` and remembered briefly, so a
 //! burst of commands costs one request.
 
 use std::collections::HashMap;
@@ -14,28 +14,22 @@ pub struct Admins {
     bot: Bot,
     redactor: Redactor,
     ttl: Duration,
-    /// Users configured as admins everywhere (`[telegram] admin_user_ids`).
-    configured: Vec<i64>,
     cache: Mutex<HashMap<(i64, u64), (bool, Instant)>>,
 }
 
 impl Admins {
-    pub fn new(bot: Bot, redactor: Redactor, ttl: Duration, configured: Vec<i64>) -> Self {
+    pub fn new(bot: Bot, redactor: Redactor, ttl: Duration) -> Self {
         Self {
             bot,
             redactor,
             ttl,
-            configured,
             cache: Mutex::new(HashMap::new()),
         }
     }
 
-    /// True for a configured admin or an owner or administrator of the chat. A failed
-    /// check counts as "not an admin" (and is not cached).
+    /// True for an owner or administrator of the chat (configured admins are the core's
+    /// decision). A failed check counts as "not an admin" (and is not cached).
     pub async fn is_admin(&self, chat: i64, user: UserId) -> bool {
-        if i64::try_from(user.0).is_ok_and(|id| self.configured.contains(&id)) {
-            return true;
-        }
         let key = (chat, user.0);
         if let Some((admin, at)) = self.cache.lock().expect("not poisoned").get(&key)
             && at.elapsed() < self.ttl

@@ -13,6 +13,7 @@ use teloxide::prelude::*;
 use teloxide::types::{Document, FileId};
 use tokio::io::AsyncWrite;
 
+use crate::failure;
 use crate::redact::Redactor;
 
 /// The largest file the Bot API lets a bot download.
@@ -51,7 +52,7 @@ struct DocumentDownload {
 #[async_trait]
 impl Download for DocumentDownload {
     async fn download(&self, max_bytes: u64) -> Result<Vec<u8>, ChatError> {
-        let redact = |e: &dyn std::fmt::Display| ChatError(self.files.redactor.clean(e));
+        let redactor = &self.files.redactor;
         let file = self
             .files
             .bot
@@ -61,16 +62,16 @@ impl Download for DocumentDownload {
                 teloxide::RequestError::Api(teloxide::ApiError::Unknown(ref d))
                     if d.contains("file is too big") =>
                 {
-                    ChatError(format!(
+                    ChatError::other(format!(
                         "Telegram lets bots download files up to {} MiB",
                         BOT_API_DOWNLOAD_LIMIT / (1024 * 1024)
                     ))
                 }
-                e => redact(&e),
+                e => failure::chat_error(&e, redactor),
             })?;
         let size = u64::from(file.meta.size);
         if size > max_bytes {
-            return Err(ChatError(format!(
+            return Err(ChatError::other(format!(
                 "the file has {size} bytes, over the limit of {max_bytes}"
             )));
         }
@@ -82,7 +83,7 @@ impl Download for DocumentDownload {
             .bot
             .download_file(&file.path, &mut sink)
             .await
-            .map_err(|e| redact(&e))?;
+            .map_err(|e| failure::download_error(&e, redactor))?;
         Ok(sink.bytes)
     }
 }
@@ -126,7 +127,7 @@ pub struct TextFile(pub String);
 impl Download for TextFile {
     async fn download(&self, max_bytes: u64) -> Result<Vec<u8>, ChatError> {
         if self.0.len() as u64 > max_bytes {
-            return Err(ChatError(format!(
+            return Err(ChatError::other(format!(
                 "the message is larger than the limit of {max_bytes} bytes"
             )));
         }

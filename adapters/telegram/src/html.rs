@@ -248,8 +248,7 @@ fn soft_cut(text: &str, room: usize) -> Option<usize> {
         .char_indices()
         .filter(|&(_, c)| c == ' ' || matches!(c, '。' | '！' | '？' | '；' | '，'))
         .map(|(i, c)| if c == ' ' { i } else { i + c.len_utf8() })
-        .filter(|&i| i > 0)
-        .next_back()
+        .rfind(|&i| i > 0)
 }
 
 /// Cuts at the limit itself, keeping at least one character so every message progresses.

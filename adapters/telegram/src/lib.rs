@@ -6,6 +6,7 @@
 //! ([`update`]), and hands each to the core with a [`sink::TelegramSink`] for the replies.
 
 mod admins;
+mod failure;
 pub mod files;
 pub mod html;
 mod redact;
@@ -152,9 +153,9 @@ pub async fn run(
         username: me.user.username.clone().unwrap_or_default(),
     };
     tracing::info!(bot = %me.username, "connected to Telegram");
-    let commands = update::COMMANDS
-        .iter()
-        .map(|(name, about)| BotCommand::new(*name, *about));
+    let commands = update::menu()
+        .into_iter()
+        .map(|(name, about)| BotCommand::new(name, about));
     if let Err(e) = bot.set_my_commands(commands).await {
         tracing::warn!(error = %redactor.clean(&e), "setMyCommands failed; commands still work");
     }
@@ -173,7 +174,6 @@ pub async fn run(
             bot.clone(),
             redactor.clone(),
             Duration::from_secs(settings.admin_cache_secs),
-            settings.admin_user_ids.clone(),
         ),
         handler,
         me,

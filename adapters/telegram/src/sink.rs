@@ -16,6 +16,7 @@ use teloxide::types::{
 use teloxide::{ApiError, RequestError};
 use tokio::time::Instant;
 
+use crate::failure;
 use crate::html::{self, Part};
 use crate::redact::Redactor;
 
@@ -128,7 +129,7 @@ impl Outbox {
     }
 
     fn error(&self, e: &RequestError) -> ChatError {
-        ChatError(self.redactor.clean(e))
+        failure::chat_error(e, &self.redactor)
     }
 
     /// Sends one part: HTML first, the plain text if Telegram cannot parse the HTML.
@@ -261,7 +262,7 @@ impl TelegramSink {
 fn render(text: &str) -> Result<Vec<Part>, ChatError> {
     let parts = html::render(text, MESSAGE_LIMIT);
     if parts.is_empty() {
-        return Err(ChatError("nothing to send: the text is empty".into()));
+        return Err(ChatError::other("nothing to send: the text is empty"));
     }
     Ok(parts)
 }

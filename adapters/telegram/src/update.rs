@@ -5,6 +5,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
+use lore_chat::commands::{self, CATALOGUE, CommandId};
 use lore_chat::{Addressing, Attachment, Author, EventKind, IncomingEvent, SlashCommand};
 use teloxide::types::{
     Chat, ChatKind, MessageEntity, MessageEntityKind, MessageId, PublicChatKind, ThreadId,
@@ -20,24 +21,14 @@ pub const PLATFORM: &str = "telegram";
 /// Telegram's account that stands for an anonymous group administrator.
 const GROUP_ANONYMOUS_BOT: u64 = 1_087_968_824;
 
-/// Commands the bot registers; in groups, other commands without `@botname` belong to
-/// other bots and are not for us.
-pub const COMMANDS: &[(&str, &str)] = &[
-    ("ask", "Ask a question about the team's knowledge"),
-    (
-        "ingest",
-        "Add a document, a URL, or the replied message (admins)",
-    ),
-    ("forget", "Remove a source (admins)"),
-    ("sources", "List what I know in this chat"),
-    ("reset", "Forget this conversation"),
-    (
-        "knowledge",
-        "on|off: learn from every post in this chat (admins)",
-    ),
-    ("stats", "Knowledge, quota and memory figures"),
-    ("help", "What I do and my commands"),
-];
+/// The command menu the bot registers (`setMyCommands`): the shared catalogue, under
+/// Telegram-safe names.
+pub fn menu() -> Vec<(String, &'static str)> {
+    CATALOGUE
+        .iter()
+        .map(|c| (c.telegram_name(), c.summary))
+        .collect()
+}
 
 /// The bot's own account, from `getMe`.
 #[derive(Debug, Clone)]
@@ -102,7 +93,9 @@ fn translate_message(
     if let Some(doc) = m.document() {
         attachments.push(files.attachment(doc));
     }
-    if command.as_ref().is_some_and(|c| c.name == "ingest")
+    if command
+        .as_ref()
+        .is_some_and(|c| commands::lookup(&c.name).is_some_and(|s| s.id == CommandId::Ingest))
         && let Some(replied) = m.reply_to_message()
     {
         // `/ingest` as a reply: the replied document, or the replied message's text.
@@ -293,20 +286,13 @@ fn parse_command(text: &str, me: &Identity, private: bool) -> Option<SlashComman
     if ours == Some(false) {
         return None;
     }
-    let name = name.to_lowercase();
-    let known = COMMANDS.iter().any(|(c, _)| *c == name)
-        || matches!(name.as_str(), "start" | "knowledge_channel");
-    if !private && ours.is_none() && !known {
+    // In groups, other commands without `@botname` belong to other bots.
+    let known = commands::lookup(name);
+    if !private && ours.is_none() && known.is_none() {
         return None;
     }
-    // Telegram command names cannot hold a hyphen: /knowledge is the core's knowledge channel.
-    let name = if name == "knowledge" {
-        "knowledge_channel".to_owned()
-    } else {
-        name
-    };
     Some(SlashCommand {
-        name,
+        name: known.map_or_else(|| name.to_lowercase(), |c| c.name.to_owned()),
         args: args.trim().to_owned(),
     })
 }
@@ -388,12 +374,44 @@ mod tests {
         assert!(parse_command("/ask@OtherBot why?", &me, false).is_none());
         assert!(parse_command("/weather", &me, false).is_none());
         assert!(parse_command("/weather", &me, true).is_some());
-        let k = parse_command("/knowledge on", &me, false).unwrap();
-        assert_eq!(
-            (k.name.as_str(), k.args.as_str()),
-            ("knowledge_channel", "on")
-        );
+        for typed in [
+            "/knowledge on",
+            "/knowledge_channel on",
+            "/knowledge-channel on",
+        ] {
+            let k = parse_command(typed, &me, false).unwrap();
+            assert_eq!(
+                (k.name.as_str(), k.args.as_str()),
+                ("knowledge-channel", "on"),
+                "{typed}"
+            );
+        }
         assert!(parse_command("just text", &me, true).is_none());
+    }
+
+    #[test]
+    fn the_menu_offers_every_catalogue_command_under_a_telegram_name() {
+        let menu = menu();
+        assert_eq!(menu.len(), CATALOGUE.len());
+        for spec in CATALOGUE {
+            let name = spec.telegram_name();
+            let (_, about) = menu
+                .iter()
+                .find(|(n, _)| *n == name)
+                .unwrap_or_else(|| panic!("/{name} is not in the menu"));
+            assert_eq!(*about, spec.summary);
+            // Telegram's rules for command names and descriptions.
+            assert!((1..=32).contains(&name.len()), "{name}");
+            assert!(
+                name.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                "{name}"
+            );
+            assert!((3..=256).contains(&about.chars().count()), "{name}");
+            // What the menu offers in a group is a command to us, and the core's own.
+            let picked = parse_command(&format!("/{name} x"), &me(), false).unwrap();
+            assert_eq!(commands::lookup(&picked.name).map(|c| c.id), Some(spec.id));
+        }
     }
 
     #[test]

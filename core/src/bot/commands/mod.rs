@@ -12,6 +12,7 @@ pub mod stats;
 
 use std::sync::Arc;
 
+use lore_chat::commands::{self, CommandId};
 use lore_chat::{IncomingEvent, ReplySink};
 
 use super::memory::ConversationKey;
@@ -26,7 +27,7 @@ pub struct Ctx<'a> {
     pub sink: &'a Arc<dyn ReplySink>,
 }
 
-/// A parsed command.
+/// A parsed command; which commands exist, and their names, is `lore_chat`'s catalogue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Ask(String),
@@ -53,31 +54,46 @@ impl Command {
                 None => return Ok(Command::Ask(event.text.trim().to_owned())),
             },
         };
-        // Telegram addresses commands as /name@botname in groups.
-        let name = name.split('@').next().unwrap_or("").to_lowercase();
-        Ok(match name.as_str() {
-            "ask" => Command::Ask(args),
-            "ingest" => Command::Ingest(args),
-            "forget" => Command::Forget(args),
-            "sources" => Command::Sources,
-            "reset" => Command::Reset,
-            "help" | "start" => Command::Help,
-            "stats" => Command::Stats,
-            "knowledge-channel" | "knowledge_channel" => match args.to_lowercase().as_str() {
+        // Telegram addresses commands as /name@botname in groups; lookup drops the target.
+        let Some(spec) = commands::lookup(&name) else {
+            let name = name.split('@').next().unwrap_or("").to_lowercase();
+            return Err(BotError::Usage(format!(
+                "there is no /{name} command; /help lists them"
+            )));
+        };
+        Ok(match spec.id {
+            CommandId::Ask => Command::Ask(args),
+            CommandId::Ingest => Command::Ingest(args),
+            CommandId::Forget => Command::Forget(args),
+            CommandId::Sources => Command::Sources,
+            CommandId::Reset => Command::Reset,
+            CommandId::Help => Command::Help,
+            CommandId::Stats => Command::Stats,
+            CommandId::KnowledgeChannel => match args.to_lowercase().as_str() {
                 "on" => Command::KnowledgeChannel(true),
                 "off" => Command::KnowledgeChannel(false),
                 _ => {
-                    return Err(BotError::Usage(
-                        "usage: /knowledge-channel on|off".to_owned(),
-                    ));
+                    return Err(BotError::Usage(format!(
+                        "usage: /{} {}",
+                        spec.name, spec.usage
+                    )));
                 }
             },
-            other => {
-                return Err(BotError::Usage(format!(
-                    "there is no /{other} command; /help lists them"
-                )));
-            }
         })
+    }
+
+    /// The catalogue entry this command was parsed from.
+    pub fn id(&self) -> CommandId {
+        match self {
+            Command::Ask(_) => CommandId::Ask,
+            Command::Ingest(_) => CommandId::Ingest,
+            Command::Forget(_) => CommandId::Forget,
+            Command::Sources => CommandId::Sources,
+            Command::Reset => CommandId::Reset,
+            Command::Help => CommandId::Help,
+            Command::Stats => CommandId::Stats,
+            Command::KnowledgeChannel(_) => CommandId::KnowledgeChannel,
+        }
     }
 
     /// Runs the command; `out` shows a streaming answer's progress.
@@ -129,5 +145,40 @@ mod tests {
             Command::Forget("notes.md".into())
         );
         assert!(Command::parse(&text("/frobnicate")).is_err());
+    }
+
+    /// A sample argument each command accepts.
+    fn sample_args(id: CommandId) -> &'static str {
+        match id {
+            CommandId::KnowledgeChannel => "on",
+            _ => "x",
+        }
+    }
+
+    #[test]
+    fn every_catalogue_name_parses_to_its_command() {
+        for spec in lore_chat::CATALOGUE {
+            let args = sample_args(spec.id);
+            let mut names = vec![spec.name.to_owned(), spec.telegram_name()];
+            names.extend(spec.aliases.iter().map(|a| (*a).to_owned()));
+            for name in names {
+                let typed = Command::parse(&text(&format!("/{name} {args}"))).unwrap();
+                assert_eq!(typed.id(), spec.id, "/{name}");
+                let mut slash = text("");
+                slash.addressing.command = Some(SlashCommand {
+                    name: name.clone(),
+                    args: args.into(),
+                });
+                assert_eq!(Command::parse(&slash).unwrap().id(), spec.id, "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn help_lists_every_command() {
+        let help = help::text();
+        for spec in lore_chat::CATALOGUE {
+            assert!(help.contains(&spec.help_line()), "{} missing", spec.name);
+        }
     }
 }
