@@ -595,49 +595,31 @@ async fn streaming_llm(reply: String) -> String {
     fake.base_url()
 }
 
-/// An OpenAI-compatible model whose streamed answers wait until `release` is set; each
-/// streamed request is announced on the returned receiver first.
-async fn held_llm(
-    reply: &'static str,
-) -> (
-    String,
-    tokio::sync::mpsc::UnboundedReceiver<()>,
-    tokio::sync::watch::Sender<bool>,
-) {
-    let (asked, asked_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let (release, released) = tokio::sync::watch::channel(false);
-    let app = axum::Router::new().route(
-        "/v1/chat/completions",
-        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
-            let asked = asked.clone();
-            let mut released = released.clone();
-            async move {
-                if body["stream"] != json!(true) {
-                    return axum::Json(json!({"id": "c0", "object": "chat.completion",
-                        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
-                        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})).into_response();
-                }
-                let _ = asked.send(());
-                let _ = released.wait_for(|r| *r).await;
-                let chunk = json!({"id": "c1", "object": "chat.completion.chunk",
-                    "choices": [{"index": 0, "delta": {"content": reply}, "finish_reason": null}]});
-                let end = json!({"id": "c1", "object": "chat.completion.chunk",
-                    "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
-                let sse = format!("data: {chunk}\n\ndata: {end}\n\ndata: [DONE]\n\n");
-                ([("content-type", "text/event-stream")], sse).into_response()
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/v1", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, asked_rx, release)
+/// An OpenAI-compatible model whose streamed answers wait until `release()`.
+async fn held_llm(reply: &'static str) -> lore_testkit::FakeOpenAi {
+    let fake = lore_testkit::FakeOpenAi::start().await;
+    fake.respond_with(move |request| match request.is_stream() {
+        true => lore_testkit::Reply::stream(&[reply]).hold_after(0),
+        false => lore_testkit::Reply::text(reply),
+    });
+    fake
+}
+
+/// Waits (generously) until the fake model has been asked for a streamed answer.
+async fn until_a_stream_is_asked(fake: &lore_testkit::FakeOpenAi) {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        while !fake.requests().iter().any(|r| r.is_stream()) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the model is asked");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn shutdown_waits_for_the_answers_under_way() {
-    let (url, mut asked, release) = held_llm("Oolong is grown in Fujian and Taiwan [1].").await;
-    let mut bot = Bot::start(Some(&url)).await;
+    let model = held_llm("Oolong is grown in Fujian and Taiwan [1].").await;
+    let mut bot = Bot::start(Some(&model.base_url())).await;
     let docs = tempfile::tempdir().unwrap();
     bot.app
         .ingestor
@@ -657,10 +639,7 @@ async fn shutdown_waits_for_the_answers_under_way() {
         vec![],
         None,
     );
-    tokio::time::timeout(Duration::from_secs(120), asked.recv())
-        .await
-        .expect("the model is asked")
-        .unwrap();
+    until_a_stream_is_asked(&model).await;
     // Shutdown while the model holds the answer: the gateway closes first.
     let _ = bot.stop.take().unwrap().send(());
     bot.fake
@@ -668,7 +647,7 @@ async fn shutdown_waits_for_the_answers_under_way() {
             s.connected_shards().is_empty().then_some(())
         })
         .await;
-    release.send(true).unwrap();
+    model.release();
     bot.stopped().await;
     // The client returned only after the answer under way was delivered.
     let answer = bot.fake.seen(|s| {
