@@ -149,7 +149,8 @@ async fn dms_are_answered_and_groups_only_when_addressed() {
         "forget",
         "sources",
         "reset",
-        "knowledge",
+        "stats",
+        "knowledge_channel",
         "help",
     ] {
         assert!(
