@@ -506,7 +506,7 @@ async fn mentions_slash_commands_admins_and_knowledge_channels() {
         )
         .await;
     let jump = format!("https://discord.com/channels/{GUILD_A}/{KNOWLEDGE_A}/{post}");
-    assert_eq!(sources, [jump.clone()]);
+    assert_eq!(sources, std::slice::from_ref(&jump));
     fake.edit(
         GUILD_A,
         KNOWLEDGE_A,

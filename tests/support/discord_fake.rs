@@ -340,7 +340,7 @@ impl FakeDiscord {
     pub async fn wait_shards(&self, n: usize) -> Vec<u32> {
         self.wait_for(&format!("{n} connected shards"), |s| {
             let shards = s.connected_shards();
-            (shards.len() >= n && s.commands.len() >= 1).then_some(shards)
+            (shards.len() >= n && !s.commands.is_empty()).then_some(shards)
         })
         .await
     }
@@ -366,7 +366,7 @@ impl FakeDiscord {
                 s.history
                     .values()
                     .flatten()
-                    .find(|m| m["id"] == r.to_string())
+                    .find(|m| is_id(m, r))
                     .cloned()
             });
             let mut m = message_json(id, channel, &author.json(), content, mentions, attachments);
@@ -394,7 +394,7 @@ impl FakeDiscord {
             if let Some(m) = s
                 .history
                 .get_mut(&channel)
-                .and_then(|h| h.iter_mut().find(|m| m["id"] == message.to_string()))
+                .and_then(|h| h.iter_mut().find(|m| is_id(m, message)))
             {
                 m["content"] = json!(content);
             }
@@ -409,7 +409,7 @@ impl FakeDiscord {
     pub fn delete(&self, guild: u64, channel: u64, message: u64) {
         self.shared.update(|s| {
             if let Some(h) = s.history.get_mut(&channel) {
-                h.retain(|m| m["id"] != message.to_string());
+                h.retain(|m| !is_id(m, message));
             }
             dispatch(
                 s,
@@ -421,7 +421,9 @@ impl FakeDiscord {
         });
     }
 
-    /// A user runs a slash command; returns the interaction's token.
+    /// A user runs a slash command; returns the interaction's token. The arguments are
+    /// the interaction's own fields.
+    #[allow(clippy::too_many_arguments)]
     pub fn slash(
         &self,
         guild: u64,
@@ -602,9 +604,7 @@ async fn gateway_connection(shared: Arc<Shared>, stream: tokio::net::TcpStream, 
                         .iter_mut()
                         .find(|(_, x)| x.id == session_id)
                         .map(|(k, x)| (*k, x));
-                    let Some((shard, session)) = found else {
-                        return None;
-                    };
+                    let (shard, session) = found?;
                     for (seq, kind, d) in session.log.iter().filter(|(q, _, _)| *q > after) {
                         let _ = tx.send(frame(0, Some(*seq), Some(kind.as_str()), d.clone()));
                     }
@@ -781,13 +781,9 @@ async fn create_message(
                 50013,
                 "Missing Permissions",
             ))
-        } else if reply_to.is_some() && s.refuse_replies.contains(&channel) {
-            Some(discord_error(
-                StatusCode::BAD_REQUEST,
-                50035,
-                "Invalid Form Body",
-            ))
-        } else if content.chars().count() > 2000 {
+        } else if (reply_to.is_some() && s.refuse_replies.contains(&channel))
+            || content.chars().count() > 2000
+        {
             Some(discord_error(
                 StatusCode::BAD_REQUEST,
                 50035,
@@ -1016,4 +1012,9 @@ async fn create_thread(
             "Cannot execute action on this channel type",
         ),
     }
+}
+
+/// Whether a message object (ids are strings on Discord's wire) has id `id`.
+fn is_id(message: &Value, id: u64) -> bool {
+    message["id"].as_str().and_then(|m| m.parse().ok()) == Some(id)
 }
