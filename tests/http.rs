@@ -660,3 +660,31 @@ async fn http_questions_share_the_cores_concurrency_cap() {
     assert_eq!(second.json["answer"], ANSWER.concat());
     assert_eq!(llm.requests().len(), 2);
 }
+
+/// A vendor failure that passes (429, with the vendor's Retry-After) is a 503 that says when
+/// to retry; one that does not (a refused key) is a 502 with no Retry-After.
+#[tokio::test(flavor = "multi_thread")]
+async fn vendor_failures_are_503_with_retry_after_when_transient_and_502_otherwise() {
+    for (status, retry_after, want_status, want_retry) in
+        [(429, Some("7"), 503, Some("7")), (401, None, 502, None)]
+    {
+        let llm = FakeLlm::refusing(status, retry_after).await;
+        let data = tempfile::tempdir().unwrap();
+        let mut env = generous_limits();
+        // No retries inside lore: the first refusal is the answer.
+        env.push(("LORE_LLM__RETRY_BUDGET_SECS", "0"));
+        let server = Server::start(data.path(), Some(&llm), &env).await;
+        ingest_notes(&server).await;
+        let r = post_json(
+            &server.url("/v1/ask"),
+            Some(READER),
+            &json!({"question": QUESTION}),
+        )
+        .await;
+        assert_eq!(r.status, want_status, "vendor {status}: {}", r.text);
+        let header = r.headers.get("retry-after").map(|v| v.to_str().unwrap());
+        assert_eq!(header, want_retry, "vendor {status}: {:?}", r.headers);
+        assert!(r.json["error"]["message"].is_string(), "{}", r.text);
+        assert!(!llm.requests().is_empty(), "the model was asked");
+    }
+}

@@ -92,6 +92,10 @@ impl From<BotError> for ApiError {
             BotError::Answer(_) | BotError::Platform(_) => {
                 (StatusCode::BAD_GATEWAY, "upstream_error")
             }
+            // A store that is down or busy comes back; tell the client when to retry.
+            BotError::Store(s) if s.kind().is_transient() => {
+                (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
+            }
             BotError::Store(_) | BotError::Memory(_) | BotError::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "server_error")
             }
@@ -104,6 +108,7 @@ impl From<BotError> for ApiError {
                     d.as_secs_f64().ceil().max(1.0) as u64
                 })
             }),
+            BotError::Store(s) if s.kind().is_transient() => Some(UPSTREAM_RETRY_SECS),
             _ => None,
         };
         Self {
@@ -134,5 +139,25 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(header::RETRY_AFTER, v);
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lore_core::store::{StoreError, StoreErrorKind};
+
+    #[test]
+    fn a_store_that_is_down_or_busy_is_503_with_retry_after() {
+        for kind in [StoreErrorKind::Unavailable, StoreErrorKind::Busy] {
+            let e = ApiError::from(StoreError::backend(kind, "down"));
+            assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE, "{kind:?}");
+            assert_eq!(e.retry_after, Some(UPSTREAM_RETRY_SECS));
+        }
+        for kind in [StoreErrorKind::Incompatible, StoreErrorKind::Internal] {
+            let e = ApiError::from(StoreError::backend(kind, "broken"));
+            assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR, "{kind:?}");
+            assert_eq!(e.retry_after, None);
+        }
     }
 }

@@ -57,6 +57,25 @@ impl FakeLlm {
         }
     }
 
+    /// A model that refuses every call with `status` and an OpenAI-shaped error, with a
+    /// `Retry-After` header when one is given.
+    pub async fn refusing(status: u16, retry_after: Option<&'static str>) -> Self {
+        let fake = FakeOpenAi::start().await;
+        fake.respond_with(move |_| {
+            let body =
+                serde_json::json!({"error": {"message": "refused by the fake", "type": "test"}});
+            let reply = ModelReply::status(status, body);
+            match retry_after {
+                Some(seconds) => reply.header("Retry-After", seconds),
+                None => reply,
+            }
+        });
+        Self {
+            url: fake.base_url(),
+            fake,
+        }
+    }
+
     /// Lets held answers continue.
     pub fn release(&self) {
         self.fake.release();

@@ -19,6 +19,13 @@ pub enum StoreErrorKind {
     Internal,
 }
 
+impl StoreErrorKind {
+    /// Whether the same call may succeed later without anyone changing anything.
+    pub fn is_transient(self) -> bool {
+        matches!(self, Self::Unavailable | Self::Busy)
+    }
+}
+
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
