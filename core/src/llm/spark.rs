@@ -226,6 +226,8 @@ fn ws_error(at: &str, e: tungstenite::Error, redact: &[Secret]) -> LlmError {
                     http::snippet(&http::scrub(&body, redact))
                 ),
             )
+            // The handshake is an HTTP exchange: its Retry-After counts as on every other path.
+            .with_retry_after(http::retry_after(response.headers()))
         }
         tungstenite::Error::Url(e) => LlmError::config(format!("{at}: {e}")),
         other => LlmError::transient(at, format!("websocket: {other}")),
@@ -454,5 +456,29 @@ impl EmbeddingApi for SparkEmbeddings {
             );
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod handshake_tests {
+    use super::*;
+
+    fn refused(status: u16, retry_after: Option<&str>) -> LlmError {
+        let mut response = tungstenite::http::Response::builder().status(status);
+        if let Some(seconds) = retry_after {
+            response = response.header("Retry-After", seconds);
+        }
+        let response = response.body(Some(b"busy".to_vec())).unwrap();
+        ws_error("spark", tungstenite::Error::Http(Box::new(response)), &[])
+    }
+
+    #[test]
+    fn a_refused_handshake_keeps_the_vendors_retry_after() {
+        assert_eq!(
+            refused(429, Some("1")).retry_later(),
+            Some(Some(Duration::from_secs(1)))
+        );
+        assert_eq!(refused(503, None).retry_later(), Some(None));
+        assert_eq!(refused(401, Some("1")).retry_later(), None);
     }
 }
