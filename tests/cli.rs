@@ -289,6 +289,9 @@ fn sigterm_during_start_up_is_a_clean_stop() {
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
+    let pid = child.id();
+    // Never leave a server behind when the test fails before it is stopped.
+    let leftover = KillOnDrop(pid);
     let (lines_tx, lines) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -308,7 +311,7 @@ fn sigterm_during_start_up_is_a_clean_stop() {
         }
     }
     let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &pid.to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
@@ -320,6 +323,18 @@ fn sigterm_during_start_up_is_a_clean_stop() {
         .recv_timeout(patience)
         .expect("lore serve stops on SIGTERM")
         .unwrap();
+    std::mem::forget(leftover);
     log.extend(lines.try_iter());
     assert!(status.success(), "{status:?}; log: {log:#?}");
+}
+
+/// Kills a process by id when dropped (a test that panics drops it).
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.0.to_string()])
+            .status();
+    }
 }
