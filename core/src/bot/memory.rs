@@ -115,6 +115,9 @@ pub trait ConversationStore: Send + Sync {
 pub fn open_db(dir: &Path) -> Result<sled::Db, MemoryError> {
     match sled::open(dir) {
         Ok(db) => Ok(db),
+        // A lock held by another process, a permission or a full disk is not corruption:
+        // moving the directory aside would lose every conversation for nothing.
+        Err(e) if !is_corruption(&e) => Err(e.into()),
         Err(e) => {
             let aside = PathBuf::from(format!("{}.corrupt-{}", dir.display(), unix_now()));
             tracing::error!(
@@ -127,6 +130,18 @@ pub fn open_db(dir: &Path) -> Result<sled::Db, MemoryError> {
             std::fs::rename(dir, &aside).map_err(sled::Error::Io)?;
             Ok(sled::open(dir)?)
         }
+    }
+}
+
+/// Whether sled's error means the files are unreadable (rather than unreachable).
+fn is_corruption(e: &sled::Error) -> bool {
+    use std::io::ErrorKind;
+    match e {
+        sled::Error::Corruption { .. } | sled::Error::Unsupported(_) => true,
+        sled::Error::Io(io) => {
+            matches!(io.kind(), ErrorKind::InvalidData | ErrorKind::UnexpectedEof)
+        }
+        sled::Error::CollectionNotFound(_) | sled::Error::ReportableBug(_) => false,
     }
 }
 
@@ -390,5 +405,21 @@ mod tests {
             .filter_map(|e| e.ok())
             .any(|e| e.file_name().to_string_lossy().starts_with("m.corrupt-"));
         assert!(moved, "the corrupt directory is kept for inspection");
+    }
+
+    #[test]
+    fn a_directory_in_use_is_an_error_not_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m");
+        let first = open_db(&path).unwrap();
+        first.insert(b"k", b"kept").unwrap();
+        let err = open_db(&path).expect_err("a second open of a held directory fails");
+        assert!(err.to_string().contains("conversation memory"), "{err}");
+        let moved = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .any(|e| e.file_name().to_string_lossy().contains(".corrupt-"));
+        assert!(!moved, "a held directory is never moved aside");
+        assert_eq!(first.get(b"k").unwrap().as_deref(), Some(&b"kept"[..]));
     }
 }
