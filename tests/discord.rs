@@ -620,16 +620,7 @@ async fn until_a_stream_is_asked(fake: &lore_testkit::FakeOpenAi) {
 async fn shutdown_waits_for_the_answers_under_way() {
     let model = held_llm("Oolong is grown in Fujian and Taiwan [1].").await;
     let mut bot = Bot::start(Some(&model.base_url())).await;
-    let docs = tempfile::tempdir().unwrap();
-    bot.app
-        .ingestor
-        .ingest(
-            &[ingest_tea(docs.path())],
-            &GUILD_A.to_string(),
-            &lore_core::progress::Quiet,
-        )
-        .await
-        .unwrap();
+    ingest_tea(&bot.app, GUILD_A).await;
     let bob = User::new(102, "bob");
     let question = bot.fake.post(
         Some(GUILD_A),
@@ -666,10 +657,19 @@ async fn shutdown_waits_for_the_answers_under_way() {
     bot.stop().await;
 }
 
-fn ingest_tea(dir: &Path) -> String {
-    let path = dir.join("tea.md");
+/// Ingests the tea notes into `guild`'s knowledge.
+async fn ingest_tea(app: &App, guild: u64) {
+    let docs = tempfile::tempdir().unwrap();
+    let path = docs.path().join("tea.md");
     std::fs::write(&path, TEA).unwrap();
-    path.display().to_string()
+    app.ingestor
+        .ingest(
+            &[path.display().to_string()],
+            &guild.to_string(),
+            &lore_core::progress::Quiet,
+        )
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -682,16 +682,7 @@ async fn long_answers_are_split_at_2000_characters_and_mention_nobody() {
     assert!(reply.chars().count() > 4500);
     let url = streaming_llm(reply).await;
     let bot = Bot::start(Some(&url)).await;
-    let docs = tempfile::tempdir().unwrap();
-    bot.app
-        .ingestor
-        .ingest(
-            &[ingest_tea(docs.path())],
-            &GUILD_A.to_string(),
-            &lore_core::progress::Quiet,
-        )
-        .await
-        .unwrap();
+    ingest_tea(&bot.app, GUILD_A).await;
     let bob = User::new(102, "bob");
     let question = bot.fake.post(
         Some(GUILD_A),
@@ -884,16 +875,7 @@ async fn survives_malformed_events_refusals_and_a_dropped_gateway() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn answers_in_a_thread_when_configured() {
     let bot = Bot::start_with(None, true).await;
-    let docs = tempfile::tempdir().unwrap();
-    bot.app
-        .ingestor
-        .ingest(
-            &[ingest_tea(docs.path())],
-            &GUILD_A.to_string(),
-            &lore_core::progress::Quiet,
-        )
-        .await
-        .unwrap();
+    ingest_tea(&bot.app, GUILD_A).await;
     let fake = &bot.fake;
     let bob = User::new(102, "bob");
     let question = fake.post(

@@ -146,7 +146,7 @@ pub fn check_query(query: &StoreQuery, dimension: Option<usize>) -> Result<(), S
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -188,7 +188,8 @@ mod tests {
         assert_ne!(chunk_point_id("ab", "c", 0), chunk_point_id("a", "bc", 0));
     }
 
-    fn chunk() -> Chunk {
+    /// A chunk with every kind of field, for the conversion tests of both backends.
+    pub(crate) fn chunk() -> Chunk {
         Chunk {
             tenant: "t".into(),
             source: "a.md".into(),

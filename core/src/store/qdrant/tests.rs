@@ -7,7 +7,7 @@ use super::collection::check_version;
 use super::points::{parse_id, to_chunk, to_point};
 use super::{QdrantStore, ServerConfig};
 use crate::store::schema::chunk_point_id;
-use crate::store::{Chunk, SparseVector, StoreErrorKind, StoredChunk};
+use crate::store::{SparseVector, StoreErrorKind, StoredChunk};
 
 #[test]
 fn versions_below_the_minimum_are_refused_with_the_reason() {
@@ -21,18 +21,7 @@ fn versions_below_the_minimum_are_refused_with_the_reason() {
 
 #[test]
 fn a_chunk_survives_the_payload_round_trip() {
-    let chunk = Chunk {
-        tenant: "t".into(),
-        source: "a.md".into(),
-        index: 3,
-        text: "你好 world".into(),
-        page: None,
-        heading: Some("H".into()),
-        timestamp: None,
-        start: 10,
-        end: 20,
-        source_hash: "abc".into(),
-    };
+    let chunk = crate::store::schema::tests::chunk();
     let point = to_point(StoredChunk {
         chunk: chunk.clone(),
         dense: Some(vec![0.5, 0.25]),
