@@ -67,6 +67,10 @@ pub struct EmbeddingSettings {
     pub max_concurrency: usize,
     /// Total seconds spent retrying transient failures of one batch.
     pub retry_budget_secs: u64,
+    /// Consecutive vendor failures that pause the vendor (0 = never).
+    pub breaker_failures: u32,
+    /// Seconds a paused vendor is left alone before one trial call; doubles while trials fail.
+    pub breaker_pause_secs: u64,
 }
 
 impl EmbeddingSettings {

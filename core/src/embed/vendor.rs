@@ -11,8 +11,8 @@ use tokio::sync::Semaphore;
 use super::{EmbedError, Embedder, EmbeddingSettings};
 use crate::llm::settings::{bearer_key, non_empty, spark_creds};
 use crate::llm::{
-    EmbeddingApi, LlmError, Provider, RetryPolicy, Secrets, TextKind, VendorLimiter,
-    estimate_tokens, openai, qianfan, spark, zhipu,
+    CircuitBreaker, EmbeddingApi, LlmError, Provider, RetryPolicy, Secrets, TextKind,
+    VendorLimiter, estimate_tokens, openai, qianfan, spark, zhipu,
 };
 
 /// A vendor embedding API as an [`Embedder`]: batched, rate-limited, retried.
@@ -23,6 +23,7 @@ pub struct VendorEmbedder {
     batch: usize,
     retry: RetryPolicy,
     limiter: Arc<VendorLimiter>,
+    breaker: CircuitBreaker,
     concurrency: Arc<Semaphore>,
 }
 
@@ -43,6 +44,7 @@ impl VendorEmbedder {
         batch: usize,
         retry: RetryPolicy,
         limiter: Arc<VendorLimiter>,
+        breaker: CircuitBreaker,
         max_concurrency: usize,
     ) -> Self {
         VendorEmbedder {
@@ -52,6 +54,7 @@ impl VendorEmbedder {
             dimension,
             retry,
             limiter,
+            breaker,
             concurrency: Arc::new(Semaphore::new(max_concurrency.max(1))),
         }
     }
@@ -68,7 +71,9 @@ impl VendorEmbedder {
             .retry
             .run(self.api.name(), || async {
                 self.limiter.acquire(tokens, self.api.name()).await?;
-                self.api.embed_batch(texts, kind).await
+                self.breaker
+                    .call(self.api.name(), || self.api.embed_batch(texts, kind))
+                    .await
             })
             .await?;
         let at = self.api.name();
@@ -231,6 +236,10 @@ pub fn build_vendor_embedder(
         batch,
         retry,
         Arc::new(limiter),
+        CircuitBreaker::new(
+            s.breaker_failures,
+            Duration::from_secs(s.breaker_pause_secs),
+        ),
         s.max_concurrency,
     ))))
 }

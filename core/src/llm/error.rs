@@ -23,6 +23,9 @@ pub enum LlmError {
     /// The vendor answered something we cannot read: garbage, a malformed or truncated stream.
     #[error("{at}: unreadable reply: {detail}")]
     Protocol { at: String, detail: String },
+    /// The vendor is paused after repeated failures (the circuit breaker); nothing was sent.
+    #[error("{at}: paused after repeated failures; try again in {} s", retry_after.as_secs_f64().ceil())]
+    Paused { at: String, retry_after: Duration },
     /// The LLM settings or secrets are wrong; nothing was sent.
     #[error("LLM configuration: {0}")]
     Config(String),
@@ -67,18 +70,23 @@ impl LlmError {
             LlmError::ContextTooLong { .. } => Recovery::NextModel,
             // Garbage is not fixed by asking the same endpoint again.
             LlmError::Protocol { .. } => Recovery::NextModel,
+            // Waiting out the pause here would hold the caller; another model may answer now.
+            LlmError::Paused { .. } => Recovery::NextModel,
             LlmError::Config(_) => Recovery::Stop,
         }
     }
 
     /// True when retrying the same model may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self.recovery(), Recovery::Retry { .. })
+        self.retry_later().is_some()
     }
 
     /// When a failure may pass: `Some` with the vendor's hint (if it gave one); `None` when
     /// trying again will not help.
     pub fn retry_later(&self) -> Option<Option<Duration>> {
+        if let LlmError::Paused { retry_after, .. } = self {
+            return Some(Some(*retry_after));
+        }
         match self.recovery() {
             Recovery::Retry { after } => Some(after),
             Recovery::NextModel | Recovery::Stop => None,

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
+pub mod breaker;
 mod embedding;
 mod error;
 mod http;
@@ -24,6 +25,7 @@ pub mod zhipu;
 #[cfg(test)]
 mod tests;
 
+pub use breaker::CircuitBreaker;
 pub use embedding::{EmbeddingApi, TextKind};
 pub use error::{LlmError, Recovery};
 pub(crate) use http::Transport;

@@ -1,5 +1,5 @@
 //! The decorators every vendor is wrapped in: [`ResilientChatModel`] (concurrency cap, vendor rate
-//! limit, retries) and [`FallbackChatModel`] (the next model when one cannot answer).
+//! limit, circuit breaker, retries) and [`FallbackChatModel`] (the next model when one cannot answer).
 
 use std::sync::Arc;
 
@@ -7,34 +7,40 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 
+use super::breaker::CircuitBreaker;
 use super::limits::request_tokens;
 use super::{
     ChatModel, ChatRequest, ChatResponse, LlmError, Recovery, RetryPolicy, TextStream,
     VendorLimiter,
 };
 
-/// A chat model behind a concurrency cap, the vendor's rate limiter and retries of transient errors.
+/// A chat model behind a concurrency cap, the vendor's rate limiter, its circuit breaker and
+/// retries of transient errors.
 ///
 /// A stream is retried only until it is established: once deltas flow, a failure reaches the
 /// caller, because repeating the request would repeat text already shown.
 pub struct ResilientChatModel {
     inner: Arc<dyn ChatModel>,
     limiter: Arc<VendorLimiter>,
+    breaker: Arc<CircuitBreaker>,
     permits: Arc<Semaphore>,
     retry: RetryPolicy,
 }
 
 impl ResilientChatModel {
-    /// Wraps `inner`; `limiter` may be shared by every model of the same vendor account.
+    /// Wraps `inner`; `limiter` and `breaker` may be shared by every model of the same vendor
+    /// account.
     pub fn new(
         inner: Arc<dyn ChatModel>,
         limiter: Arc<VendorLimiter>,
+        breaker: Arc<CircuitBreaker>,
         max_concurrency: usize,
         retry: RetryPolicy,
     ) -> Self {
         ResilientChatModel {
             inner,
             limiter,
+            breaker,
             permits: Arc::new(Semaphore::new(max_concurrency.max(1))),
             retry,
         }
@@ -63,7 +69,7 @@ impl ChatModel for ResilientChatModel {
             .run(id, || async {
                 // Every attempt is a real request and takes its own place in the vendor's budget.
                 self.limiter.acquire(tokens, id).await?;
-                self.inner.chat(req.clone()).await
+                self.breaker.call(id, || self.inner.chat(req.clone())).await
             })
             .await
     }
@@ -82,7 +88,9 @@ impl ChatModel for ResilientChatModel {
             .retry
             .run(id, || async {
                 self.limiter.acquire(tokens, id).await?;
-                self.inner.chat_stream(req.clone()).await
+                self.breaker
+                    .call(id, || self.inner.chat_stream(req.clone()))
+                    .await
             })
             .await?;
         Ok(stream

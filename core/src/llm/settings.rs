@@ -8,8 +8,8 @@ use serde::Deserialize;
 
 use super::spark::SparkCreds;
 use super::{
-    ChatModel, FallbackChatModel, LlmError, ModelOptions, ResilientChatModel, RetryPolicy, Secrets,
-    VendorLimiter, openai, qianfan, spark, zhipu,
+    ChatModel, CircuitBreaker, FallbackChatModel, LlmError, ModelOptions, ResilientChatModel,
+    RetryPolicy, Secrets, VendorLimiter, openai, qianfan, spark, zhipu,
 };
 use crate::setting::SettingError;
 
@@ -64,6 +64,10 @@ pub struct LlmSettings {
     pub retry_budget_secs: u64,
     /// Longest wait in seconds for the local rate limiter before failing the call.
     pub max_limiter_wait_secs: u64,
+    /// Consecutive vendor failures (timeouts, 5xx, 429, garbage) that pause the vendor (0 = never).
+    pub breaker_failures: u32,
+    /// Seconds a paused vendor is left alone before one trial call; doubles while trials fail.
+    pub breaker_pause_secs: u64,
     /// Models tried in order when this one fails (each a full `[llm]`-like table without its own fallback).
     #[serde(default)]
     pub fallback: Vec<LlmSettings>,
@@ -238,9 +242,14 @@ fn build_resilient(s: &LlmSettings, secrets: &Secrets) -> Result<Arc<dyn ChatMod
         budget: Duration::from_secs(s.retry_budget_secs),
         ..RetryPolicy::default()
     };
+    let breaker = CircuitBreaker::new(
+        s.breaker_failures,
+        Duration::from_secs(s.breaker_pause_secs),
+    );
     Ok(Arc::new(ResilientChatModel::new(
         build_vendor_chat(s, secrets)?,
         Arc::new(limiter),
+        Arc::new(breaker),
         s.max_concurrency,
         retry,
     )))

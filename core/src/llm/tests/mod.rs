@@ -33,6 +33,18 @@ fn user(text: &str) -> ChatRequest {
     ChatRequest::new(vec![ChatMessage::user(text)])
 }
 
+/// The class of an error, as the vendor tables name it.
+fn class(err: &LlmError) -> &'static str {
+    match err {
+        LlmError::Transient { .. } => "transient",
+        LlmError::Permanent { .. } => "permanent",
+        LlmError::ContextTooLong { .. } => "context",
+        LlmError::Protocol { .. } => "protocol",
+        LlmError::Paused { .. } => "paused",
+        LlmError::Config(_) => "config",
+    }
+}
+
 async fn collect(mut stream: TextStream) -> Result<String, LlmError> {
     let mut text = String::new();
     while let Some(delta) = stream.next().await {

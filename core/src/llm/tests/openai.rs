@@ -137,13 +137,7 @@ async fn status_and_body_map_to_error_classes() {
         let fake = fake().await;
         fake.push(Reply::status(status, body.clone()));
         let err = model(&fake).chat(user("hi")).await.unwrap_err();
-        let got = match err {
-            LlmError::Transient { .. } => "transient",
-            LlmError::Permanent { .. } => "permanent",
-            LlmError::ContextTooLong { .. } => "context",
-            LlmError::Protocol { .. } => "protocol",
-            LlmError::Config(_) => "config",
-        };
+        let got = super::class(&err);
         assert_eq!(got, class, "HTTP {status} {body}");
     }
 }

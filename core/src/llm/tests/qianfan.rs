@@ -161,12 +161,7 @@ async fn error_codes_in_200_bodies_are_classified() {
             json!({"error_code":code,"error_msg":"vendor message"}),
         ));
         let err = model(&fake, SK).chat(user("hi")).await.unwrap_err();
-        let got = match err {
-            LlmError::Transient { .. } => "transient",
-            LlmError::Permanent { .. } => "permanent",
-            LlmError::ContextTooLong { .. } => "context",
-            LlmError::Protocol { .. } | LlmError::Config(_) => "other",
-        };
+        let got = super::class(&err);
         assert_eq!(got, class, "code {code}");
     }
 }

@@ -243,3 +243,46 @@ async fn a_configuration_error_stops_the_fallback_chain() {
     .unwrap();
     assert_eq!(chain.chat(user("hi")).await.unwrap().text, "x");
 }
+
+#[tokio::test]
+async fn a_failing_vendor_is_paused_and_the_fallback_answers_meanwhile() {
+    let (primary, backup) = (
+        Fake::start(openai_gate("k")).await,
+        Fake::start(openai_gate("k")).await,
+    );
+    primary.push(Reply::status(
+        503,
+        json!({"error": {"message": "overloaded"}}),
+    ));
+    backup.push(Reply::ok(
+        json!({"choices":[{"message":{"content":"backup"},"finish_reason":"stop"}]}),
+    ));
+    let mut s = llm("openai", &primary.url, "m");
+    s.breaker_failures = 3;
+    s.breaker_pause_secs = 120;
+    let alone = build_chat_model(&s, &secrets(&[("OPENAI_API_KEY", "k")]))
+        .unwrap()
+        .unwrap();
+    for _ in 0..3 {
+        let err = alone.chat(user("hi")).await.unwrap_err();
+        assert!(matches!(err, LlmError::Transient { .. }), "{err}");
+    }
+    // The fourth call never reaches the vendor, and says when to try again.
+    let err = alone.chat(user("hi")).await.unwrap_err();
+    assert_eq!(primary.count("/chat/completions"), 3);
+    let wait = err.retry_later().flatten().expect("a time to try again");
+    assert!(wait > Duration::from_secs(100), "{wait:?}");
+    assert!(err.to_string().contains("try again in"), "{err}");
+
+    // In a chain, the paused vendor is skipped without a request and the next model answers.
+    let mut b = llm("openai", &backup.url, "b");
+    b.breaker_failures = 3;
+    s.fallback = vec![b];
+    let chain = build_chat_model(&s, &secrets(&[("OPENAI_API_KEY", "k")]))
+        .unwrap()
+        .unwrap();
+    for _ in 0..5 {
+        assert_eq!(chain.chat(user("hi")).await.unwrap().text, "backup");
+    }
+    assert_eq!(primary.count("/chat/completions"), 3 + 3);
+}

@@ -129,12 +129,7 @@ async fn vendor_codes_map_to_clear_errors() {
             .chat(user("hi"))
             .await
             .unwrap_err();
-        let got = match err {
-            LlmError::Transient { .. } => "transient",
-            LlmError::Permanent { .. } => "permanent",
-            LlmError::ContextTooLong { .. } => "context",
-            LlmError::Protocol { .. } | LlmError::Config(_) => "other",
-        };
+        let got = super::class(&err);
         assert_eq!(got, class, "code {code}: {err}");
         assert!(
             err.to_string().contains(words) && err.to_string().contains(&code.to_string()),
