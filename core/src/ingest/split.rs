@@ -453,4 +453,77 @@ mod tests {
             );
         }
     }
+
+    /// Text from pieces that exercise every path: sentence ends, CJK, Markdown marks,
+    /// blank lines, and (in the second arm) lines long enough to be walked in windows.
+    fn splitter_input() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let token = prop_oneof![
+            4 => "[a-z]{1,9}",
+            2 => Just(" ".to_string()),
+            2 => "[机器学习数据模型的是]{1,6}",
+            1 => Just("。".to_string()),
+            1 => Just(". ".to_string()),
+            1 => Just("\n".to_string()),
+            1 => Just("\n\n".to_string()),
+            1 => Just("\n# ".to_string()),
+            1 => Just("\n```\n".to_string()),
+            1 => Just("**".to_string()),
+            1 => Just("\n- ".to_string()),
+        ];
+        let long_line_token = prop_oneof![
+            4 => "[a-z]{1,9}",
+            3 => Just(" ".to_string()),
+            3 => "[机器学习数据模型的是]{1,6}",
+            1 => Just("，".to_string()),
+        ];
+        prop_oneof![
+            prop::collection::vec(token, 0..1500).prop_map(|t| t.concat()),
+            prop::collection::vec(long_line_token, 500..2500).prop_map(|t| t.concat()),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 96,
+            failure_persistence: None,
+            ..proptest::test_runner::Config::default()
+        })]
+
+        /// Every piece is a slice of its section within the size, and whatever no piece
+        /// covers is blank (or, in Markdown, a heading line, which travels as the path).
+        #[test]
+        fn the_splitter_loses_no_text(
+            text in splitter_input(),
+            size in 50usize..200,
+            overlap_part in 0usize..4,
+            structured in proptest::prelude::any::<bool>(),
+        ) {
+            let kind = if structured { DocKind::Markdown } else { DocKind::Text };
+            let overlap = size * overlap_part / 10;
+            let pieces = Splitter::new(size, overlap).split(kind, &section(&text));
+            let mut covered = vec![false; text.len()];
+            for p in &pieces {
+                proptest::prop_assert_eq!(&text[p.start..p.end], p.text.as_str());
+                proptest::prop_assert!(p.text.chars().count() <= size, "{} chars", p.text.chars().count());
+                covered[p.start..p.end].iter_mut().for_each(|c| *c = true);
+            }
+            let mut at = 0;
+            while at < text.len() {
+                if covered[at] {
+                    at += 1;
+                    continue;
+                }
+                let end = (at..text.len()).find(|&i| covered[i]).unwrap_or(text.len());
+                let gap = &text[at..end];
+                for line in gap.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                    proptest::prop_assert!(
+                        structured && line.starts_with('#'),
+                        "lost {line:?} of {text:?}"
+                    );
+                }
+                at = end;
+            }
+        }
+    }
 }

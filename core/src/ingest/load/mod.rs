@@ -9,6 +9,8 @@ mod docx;
 mod html;
 mod markdown;
 mod pdf;
+#[cfg(test)]
+mod proptests;
 mod subtitles;
 mod text;
 mod url;
