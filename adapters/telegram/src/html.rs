@@ -373,4 +373,99 @@ mod tests {
             self.iter().map(|p| p.plain.as_str()).collect()
         }
     }
+
+    /// Reads Telegram HTML as the Bot API does for what lore writes: `<b>`, `<code>` (with a
+    /// `language-…` class) and `<pre>`, balanced, and the three entities. Returns the
+    /// visible text, or why Telegram would refuse the message.
+    fn visible_text(html: &str) -> Result<String, String> {
+        let mut open: Vec<&str> = Vec::new();
+        let mut text = String::new();
+        let mut rest = html;
+        while let Some(c) = rest.chars().next() {
+            match c {
+                '<' => {
+                    let end = rest.find('>').ok_or("a tag is not closed")?;
+                    let tag = &rest[1..end];
+                    if let Some(name) = tag.strip_prefix('/') {
+                        if open.pop() != Some(name) {
+                            return Err(format!("</{name}> closes nothing open"));
+                        }
+                    } else {
+                        let (name, attrs) = tag.split_once(' ').unwrap_or((tag, ""));
+                        if !["b", "code", "pre"].contains(&name) {
+                            return Err(format!("unknown tag <{tag}>"));
+                        }
+                        let class_ok = attrs.is_empty()
+                            || (name == "code"
+                                && attrs
+                                    .strip_prefix("class=\"language-")
+                                    .and_then(|a| a.strip_suffix('"'))
+                                    .is_some_and(|lang| !lang.contains(['"', '<', '&'])));
+                        if !class_ok {
+                            return Err(format!("bad attributes in <{tag}>"));
+                        }
+                        open.push(name);
+                    }
+                    rest = &rest[end + 1..];
+                }
+                '&' => {
+                    let (entity, ch) = [("&amp;", '&'), ("&lt;", '<'), ("&gt;", '>')]
+                        .into_iter()
+                        .find(|(e, _)| rest.starts_with(e))
+                        .ok_or_else(|| format!("a bare & at {rest:?}"))?;
+                    text.push(ch);
+                    rest = &rest[entity.len()..];
+                }
+                '>' => return Err("a bare >".to_string()),
+                c => {
+                    text.push(c);
+                    rest = &rest[c.len_utf8()..];
+                }
+            }
+        }
+        if let Some(name) = open.pop() {
+            return Err(format!("<{name}> is never closed"));
+        }
+        Ok(text)
+    }
+
+    fn reply_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let token = prop_oneof![
+            4 => "[a-z ]{1,12}",
+            2 => "[<>&\"']{1,3}",
+            1 => Just("`".to_string()),
+            1 => Just("**".to_string()),
+            1 => Just("\n```rust\n".to_string()),
+            1 => Just("\n```\n".to_string()),
+            1 => Just("\n```a\"<b\n".to_string()),
+            1 => Just("\n".to_string()),
+            1 => Just("\n# ".to_string()),
+            1 => "[机器学习。，]{1,8}",
+            1 => Just("🦀".to_string()),
+        ];
+        prop::collection::vec(token, 0..80).prop_map(|t| t.concat())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 256,
+            failure_persistence: None,
+            ..proptest::test_runner::Config::default()
+        })]
+
+        #[test]
+        fn escaped_text_parses_back_to_itself(text in proptest::prelude::any::<String>()) {
+            proptest::prop_assert_eq!(visible_text(&escape(&text)), Ok(text));
+        }
+
+        /// Every message is HTML Telegram accepts, shows exactly its plain twin, and fits.
+        #[test]
+        fn every_rendered_message_parses_and_fits(text in reply_text(), limit in 0usize..300) {
+            for part in render(&text, limit) {
+                proptest::prop_assert_eq!(visible_text(&part.html), Ok(part.plain.clone()), "{}", part.html);
+                proptest::prop_assert!(utf16_len(&part.plain) <= limit.max(16), "{:?}", part.plain);
+            }
+        }
+    }
 }

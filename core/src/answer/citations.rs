@@ -228,4 +228,64 @@ mod tests {
         let (text, _) = filter_citations("unterminated [2", 3);
         assert_eq!(text, "unterminated [2");
     }
+
+    /// Text rich in what the filter looks at: brackets, digits, backticks, fences.
+    fn citation_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let token = prop_oneof![
+            3 => "[a-z ]{1,6}",
+            2 => (0u32..1200).prop_map(|n| format!("[{n}]")),
+            1 => Just("[".to_string()),
+            1 => Just("]".to_string()),
+            1 => "[0-9]{1,5}",
+            1 => Just("`".to_string()),
+            1 => Just("\n```\n".to_string()),
+            1 => Just("\n".to_string()),
+            1 => Just("[]".to_string()),
+            1 => "[机器学习]{1,3}",
+        ];
+        prop::collection::vec(token, 0..60).prop_map(|t| t.concat())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 256,
+            failure_persistence: None,
+            ..proptest::test_runner::Config::default()
+        })]
+
+        /// Streaming in any cuts gives what the whole text gives; the filter only removes
+        /// characters; every citation it reports was given.
+        #[test]
+        fn streaming_equals_whole_and_only_removes(
+            text in citation_text(),
+            sources in 0usize..6,
+            cuts in proptest::collection::vec(0usize..200, 0..8),
+        ) {
+            let (whole, cited) = filter_citations(&text, sources);
+            let chars: Vec<char> = text.chars().collect();
+            let mut bounds: Vec<usize> = cuts.iter().map(|c| c % (chars.len() + 1)).collect();
+            bounds.sort_unstable();
+            let mut filter = CitationFilter::new(sources);
+            let mut streamed = String::new();
+            let mut from = 0;
+            for to in bounds.into_iter().chain([chars.len()]) {
+                let piece: String = chars[from..to].iter().collect();
+                streamed.push_str(&filter.push(&piece));
+                from = to;
+            }
+            streamed.push_str(&filter.finish());
+            proptest::prop_assert_eq!(&streamed, &whole);
+            proptest::prop_assert_eq!(filter.cited(), cited.clone());
+            proptest::prop_assert!(cited.iter().all(|n| (1..=sources).contains(n)));
+            // The output is the input with some characters taken out.
+            let mut rest = text.chars();
+            for c in whole.chars() {
+                proptest::prop_assert!(rest.any(|r| r == c), "{whole:?} is not within {text:?}");
+            }
+            if !text.contains('[') {
+                proptest::prop_assert_eq!(&whole, &text);
+            }
+        }
+    }
 }

@@ -132,6 +132,9 @@ fn clean_block(text: &str, mode: Mode) -> String {
     let lines: Vec<String> = text.split('\n').map(|l| tidy_line(l, mode)).collect();
 
     let mut out = String::with_capacity(text.len());
+    // Where the last output line starts: joined CJK lines make one long output line, and
+    // searching back for its start at every join would be quadratic.
+    let mut line_start = 0;
     let mut blank_run = 0;
     for line in &lines {
         if line.is_empty() {
@@ -142,7 +145,10 @@ fn clean_block(text: &str, mode: Mode) -> String {
             if blank_run > 0 {
                 out.push_str("\n\n");
             } else {
-                join_lines(&mut out, line, mode);
+                join_lines(&mut out, line_start, line, mode);
+            }
+            if out.ends_with('\n') {
+                line_start = out.len();
             }
         }
         blank_run = 0;
@@ -151,13 +157,13 @@ fn clean_block(text: &str, mode: Mode) -> String {
     out
 }
 
-/// Ends `out` (which holds the previous line) so that `next` can be appended: either a
-/// line break, nothing (CJK continuation), or a dropped hyphen.
-fn join_lines(out: &mut String, next: &str, mode: Mode) {
+/// Ends `out` (whose last line starts at `line_start`) so that `next` can be appended:
+/// either a line break, nothing (CJK continuation), or a dropped hyphen.
+fn join_lines(out: &mut String, line_start: usize, next: &str, mode: Mode) {
     let prev = out.chars().next_back();
     let first = next.chars().next();
     // A Markdown heading is a line of its own, whatever follows it.
-    let prev_line = &out[out.rfind('\n').map_or(0, |i| i + 1)..];
+    let prev_line = &out[line_start..];
     let after_heading = mode == Mode::Markdown && prev_line.trim_start().starts_with('#');
     if let (Some(p), Some(f)) = (prev, first)
         && !after_heading

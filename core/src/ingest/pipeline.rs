@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
@@ -80,12 +80,7 @@ impl Ingestor {
             embedder,
             bm25,
             splitter: Splitter::new(settings.chunk_size, settings.chunk_overlap),
-            limits: LoadLimits {
-                max_file_bytes: settings.max_file_mib.saturating_mul(1024 * 1024),
-                allow_private_hosts: settings.allow_private_hosts,
-                fetch_timeout: Duration::from_secs(settings.fetch_timeout_secs),
-                ..LoadLimits::default()
-            },
+            limits: LoadLimits::from_settings(settings),
             embed_batch: settings.embed_batch,
         }
     }
@@ -168,13 +163,15 @@ impl Ingestor {
         if self.store.source_hash(tenant, source).await?.as_deref() == Some(hash.as_str()) {
             return Ok(SourceOutcome::Unchanged);
         }
-        let name = source.to_owned();
-        let document = tokio::task::spawn_blocking(move || load::load_bytes(&name, kind, &bytes))
-            .await
-            .map_err(|e| LoadError::Corrupt {
-                source: source.to_owned(),
-                reason: format!("loader crashed: {e}"),
-            })??;
+        let (name, limits) = (source.to_owned(), self.limits.clone());
+        let document = tokio::task::spawn_blocking(move || {
+            load::load_bytes_within(&name, kind, &bytes, &limits)
+        })
+        .await
+        .map_err(|e| LoadError::Corrupt {
+            source: source.to_owned(),
+            reason: format!("loader crashed: {e}"),
+        })??;
         self.store_document(document, tenant, hash, report).await
     }
 

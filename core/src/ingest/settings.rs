@@ -14,6 +14,14 @@ pub struct IngestSettings {
     pub fetch_timeout_secs: u64,
     pub allow_private_hosts: bool,
     pub embed_batch: usize,
+    /// Most bytes one file may inflate to (a DOCX member, a PDF stream), in MiB.
+    pub max_decompressed_mib: u64,
+    /// Deepest element nesting read from HTML or DOCX XML.
+    pub max_nesting_depth: usize,
+    /// Most elements (HTML tags, XML elements, subtitle cues) read from one file.
+    pub max_elements: usize,
+    /// Time allowed to load one file, in seconds.
+    pub load_timeout_secs: u64,
 }
 
 impl IngestSettings {
@@ -48,6 +56,16 @@ impl IngestSettings {
         }
         if self.fetch_timeout_secs == 0 {
             return Err(bad("fetch_timeout_secs", "must be at least 1".into()));
+        }
+        for (key, value) in [
+            ("max_decompressed_mib", self.max_decompressed_mib),
+            ("max_nesting_depth", self.max_nesting_depth as u64),
+            ("max_elements", self.max_elements as u64),
+            ("load_timeout_secs", self.load_timeout_secs),
+        ] {
+            if value == 0 {
+                return Err(bad(key, "must be at least 1".into()));
+            }
         }
         Ok(())
     }

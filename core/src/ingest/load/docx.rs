@@ -6,30 +6,34 @@ use std::io::{Cursor, Read};
 use quick_xml::events::{BytesStart, Event};
 
 use super::LoadError;
+use super::budget::Budget;
 use super::markdown::Outline;
 use crate::ingest::document::Section;
 
-/// Most decompressed XML read from one archive member. Text-only XML of a 50 MiB document
-/// stays far below this; a zip bomb does not.
-const MAX_XML_BYTES: u64 = 64 * 1024 * 1024;
-
 /// Reads the body paragraphs; paragraphs styled as headings (Heading1.., 标题 1.., Title,
 /// or with an outline level) open sections, as Markdown headings do.
-pub(super) fn sections(source: &str, bytes: &[u8]) -> Result<Vec<Section>, LoadError> {
+pub(super) fn sections(
+    source: &str,
+    bytes: &[u8],
+    budget: &mut Budget,
+) -> Result<Vec<Section>, LoadError> {
     let mut archive = zip::ZipArchive::new(Cursor::new(bytes))
         .map_err(|e| LoadError::corrupt(source, format!("not a DOCX (zip) file: {e}")))?;
-    let document = read_member(source, &mut archive, "word/document.xml")?
+    let document = read_member(source, &mut archive, "word/document.xml", budget)?
         .ok_or_else(|| LoadError::corrupt(source, "no word/document.xml in the archive"))?;
     // Styles are optional: without them, heading levels come from the style ids alone.
-    let styles = match read_member(source, &mut archive, "word/styles.xml")? {
-        Some(xml) => heading_styles(&xml),
+    let styles = match read_member(source, &mut archive, "word/styles.xml", budget)? {
+        Some(xml) => heading_styles(&xml, budget)?,
         None => HashMap::new(),
     };
-    let paragraphs = paragraphs(&document)
-        .map_err(|e| LoadError::corrupt(source, format!("word/document.xml: {e}")))?;
+    let paragraphs = paragraphs(&document, budget).map_err(|e| match e {
+        XmlStop::Limit(e) => e,
+        XmlStop::Xml(e) => LoadError::corrupt(source, format!("word/document.xml: {e}")),
+    })?;
 
     let mut outline = Outline::new(None);
     for p in paragraphs {
+        budget.tick()?;
         let level = p
             .outline_level
             .or_else(|| p.style.as_deref().and_then(|s| style_level(s, &styles)));
@@ -43,12 +47,14 @@ pub(super) fn sections(source: &str, bytes: &[u8]) -> Result<Vec<Section>, LoadE
     Ok(outline.finish())
 }
 
-/// Reads one archive member as UTF-8, refusing more than [`MAX_XML_BYTES`] decompressed.
+/// Reads one archive member as UTF-8, refusing more than the decompressed-size limit.
 fn read_member(
     source: &str,
     archive: &mut zip::ZipArchive<Cursor<&[u8]>>,
     name: &str,
+    budget: &Budget,
 ) -> Result<Option<String>, LoadError> {
+    let max_bytes = budget.limits().max_decompressed_bytes;
     let file = match archive.by_name(name) {
         Ok(file) => file,
         Err(zip::result::ZipError::FileNotFound) => return Ok(None),
@@ -56,14 +62,13 @@ fn read_member(
     };
     let mut xml = Vec::new();
     // The header's size is attacker-controlled, so the cap applies to what is inflated.
-    file.take(MAX_XML_BYTES + 1)
+    file.take(max_bytes.saturating_add(1))
         .read_to_end(&mut xml)
         .map_err(|e| LoadError::corrupt(source, format!("{name}: {e}")))?;
-    if xml.len() as u64 > MAX_XML_BYTES {
-        return Err(LoadError::corrupt(
-            source,
-            format!("{name} inflates past {MAX_XML_BYTES} bytes (zip bomb?)"),
-        ));
+    if xml.len() as u64 > max_bytes {
+        return Err(budget.over(format!(
+            "{name} inflates past {max_bytes} bytes (zip bomb?; ingest.max_decompressed_mib)"
+        )));
     }
     String::from_utf8(xml)
         .map(Some)
@@ -78,16 +83,54 @@ struct Paragraph {
     outline_level: Option<usize>,
 }
 
+/// Why reading XML stopped: a limit, or XML that does not parse.
+enum XmlStop {
+    Limit(LoadError),
+    Xml(quick_xml::Error),
+}
+
+impl From<LoadError> for XmlStop {
+    fn from(e: LoadError) -> Self {
+        Self::Limit(e)
+    }
+}
+
+impl From<quick_xml::Error> for XmlStop {
+    fn from(e: quick_xml::Error) -> Self {
+        Self::Xml(e)
+    }
+}
+
+/// Counts an XML event against the budget: elements, nesting depth and time.
+fn account(event: &Event, depth: &mut usize, budget: &mut Budget) -> Result<(), LoadError> {
+    match event {
+        Event::Start(_) => {
+            *depth += 1;
+            budget.depth(*depth)?;
+            budget.element()
+        }
+        Event::End(_) => {
+            *depth = depth.saturating_sub(1);
+            Ok(())
+        }
+        Event::Empty(_) => budget.element(),
+        _ => budget.tick(),
+    }
+}
+
 /// Collects `w:p` paragraphs: `w:t` text, tabs and breaks, the `w:pStyle` id and any
 /// `w:outlineLvl`. Deleted text (`w:delText`) is not `w:t`, so tracked deletions stay out.
-fn paragraphs(xml: &str) -> Result<Vec<Paragraph>, quick_xml::Error> {
+fn paragraphs(xml: &str, budget: &mut Budget) -> Result<Vec<Paragraph>, XmlStop> {
     let mut reader = quick_xml::Reader::from_str(xml);
     let mut out = Vec::new();
     // Text boxes nest paragraphs inside paragraphs, so open ones form a stack.
     let mut open: Vec<Paragraph> = Vec::new();
     let mut in_text = false;
+    let mut depth = 0;
     loop {
-        match reader.read_event()? {
+        let event = reader.read_event()?;
+        account(&event, &mut depth, budget)?;
+        match event {
             Event::Start(e) if e.local_name().as_ref() == b"p" => open.push(Paragraph::default()),
             Event::End(e) if e.local_name().as_ref() == b"p" => out.extend(open.pop()),
             Event::Start(e) if e.local_name().as_ref() == b"t" => in_text = true,
@@ -133,11 +176,14 @@ fn outline_level(e: &BytesStart) -> Option<usize> {
 /// Maps style ids to heading levels from `word/styles.xml`, by style name ("heading 1",
 /// "标题 1", "Title") or outline level; localised Word writes ids like "1" or "a3", so the
 /// name is what identifies a heading.
-fn heading_styles(xml: &str) -> HashMap<String, usize> {
+/// Broken styles XML gives the styles read so far; a limit passed is an error.
+fn heading_styles(xml: &str, budget: &mut Budget) -> Result<HashMap<String, usize>, LoadError> {
     let mut reader = quick_xml::Reader::from_str(xml);
     let mut map = HashMap::new();
     let mut current: Option<(String, Option<usize>)> = None;
+    let mut depth = 0;
     while let Ok(event) = reader.read_event() {
+        account(&event, &mut depth, budget)?;
         match event {
             Event::Start(e) if e.local_name().as_ref() == b"style" => {
                 let id = e
@@ -165,7 +211,7 @@ fn heading_styles(xml: &str) -> HashMap<String, usize> {
             _ => {}
         }
     }
-    map
+    Ok(map)
 }
 
 /// The heading level of a paragraph style id, via styles.xml or the id's own name.
@@ -191,7 +237,13 @@ mod tests {
     use std::io::Write;
 
     use super::*;
+    use crate::ingest::load::LoadLimits;
     use crate::ingest::load::tests::garbage;
+
+    fn sections(source: &str, bytes: &[u8]) -> Result<Vec<Section>, LoadError> {
+        let limits = LoadLimits::default();
+        super::sections(source, bytes, &mut Budget::new(source, &limits))
+    }
 
     const NS: &str = r#"xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main""#;
 
@@ -314,13 +366,47 @@ mod tests {
             .compression_method(zip::CompressionMethod::Deflated);
         zip.start_file("word/document.xml", opts).unwrap();
         let zeros = vec![b' '; 1 << 20];
-        for _ in 0..(MAX_XML_BYTES >> 20) + 1 {
+        for _ in 0..(LoadLimits::default().max_decompressed_bytes >> 20) + 1 {
             zip.write_all(&zeros).unwrap();
         }
         let bytes = zip.finish().unwrap().into_inner();
         assert!(bytes.len() < 1 << 20, "{} bytes compressed", bytes.len());
         let err = sections("bomb.docx", &bytes).unwrap_err();
         assert!(err.to_string().contains("zip bomb"), "{err}");
+        assert!(matches!(err, LoadError::OverLimit { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn deeply_nested_xml_is_refused_naming_the_limit() {
+        // Nested paragraphs (text boxes) each hold an open paragraph: without a depth
+        // limit, 10 million of them would take gigabytes.
+        let body = "<w:p>".repeat(100_000) + &"</w:p>".repeat(100_000);
+        let bytes = docx(&[("word/document.xml", &document(&body))]);
+        let err = sections("deep.docx", &bytes).unwrap_err();
+        assert!(
+            err.to_string().contains("ingest.max_nesting_depth"),
+            "{err}"
+        );
+        let styles = "<w:style>".repeat(100_000);
+        let bytes = docx(&[
+            ("word/document.xml", &document(&para(None, "x"))),
+            ("word/styles.xml", &styles),
+        ]);
+        let err = sections("deep.docx", &bytes).unwrap_err();
+        assert!(matches!(err, LoadError::OverLimit { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn too_many_elements_are_refused_naming_the_limit() {
+        let limits = LoadLimits {
+            max_elements: 1000,
+            ..LoadLimits::default()
+        };
+        let body = para(None, "x").repeat(400);
+        let bytes = docx(&[("word/document.xml", &document(&body))]);
+        let err = super::sections("many.docx", &bytes, &mut Budget::new("many.docx", &limits))
+            .unwrap_err();
+        assert!(err.to_string().contains("ingest.max_elements"), "{err}");
     }
 
     #[test]

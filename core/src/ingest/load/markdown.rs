@@ -1,15 +1,22 @@
 //! Markdown: one section per heading, with the heading path ("H1 > H2 > H3") as metadata.
 //! The [`Outline`] builder here is shared by the HTML and DOCX loaders.
 
+use super::LoadError;
+use super::budget::Budget;
 use crate::ingest::clean::{Fence, clean_markdown};
 use crate::ingest::document::Section;
 
 /// Splits Markdown at ATX headings (`#`..`######`) outside code fences. `root` (an HTML
 /// page title) heads the path of every section. Setext headings are not recognised.
-pub(super) fn sections(text: &str, root: Option<String>) -> Vec<Section> {
+pub(super) fn sections(
+    text: &str,
+    root: Option<String>,
+    budget: &mut Budget,
+) -> Result<Vec<Section>, LoadError> {
     let mut outline = Outline::new(root);
     let mut fence: Option<Fence> = None;
     for line in text.lines() {
+        budget.tick()?;
         match fence {
             Some(open) => {
                 if open.is_closed_by(line) {
@@ -26,7 +33,7 @@ pub(super) fn sections(text: &str, root: Option<String>) -> Vec<Section> {
         }
         outline.line(line);
     }
-    outline.finish()
+    Ok(outline.finish())
 }
 
 /// Parses an ATX heading line into its level and title.
@@ -123,6 +130,12 @@ impl Outline {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ingest::load::LoadLimits;
+
+    fn sections(text: &str, root: Option<String>) -> Vec<Section> {
+        let limits = LoadLimits::default();
+        super::sections(text, root, &mut Budget::new("test.md", &limits)).unwrap()
+    }
 
     #[test]
     fn headings_become_section_paths() {

@@ -4,10 +4,13 @@
 //! do the I/O, enforce [`LoadLimits`] and run `load_bytes` on the blocking pool.
 
 mod address;
+mod budget;
 mod docx;
 mod html;
 mod markdown;
 mod pdf;
+#[cfg(test)]
+mod proptests;
 mod subtitles;
 mod text;
 mod url;
@@ -19,6 +22,8 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 
+use self::budget::Budget;
+use crate::ingest::IngestSettings;
 use crate::ingest::document::{DocKind, Document};
 
 pub use self::url::fetch_url;
@@ -34,15 +39,47 @@ pub struct LoadLimits {
     pub fetch_timeout: Duration,
     /// Redirects followed before a fetch gives up.
     pub max_redirects: usize,
+    /// Most bytes one file may inflate to: a DOCX part, a PDF stream.
+    pub max_decompressed_bytes: u64,
+    /// Deepest nesting of elements read from HTML or DOCX XML.
+    pub max_depth: usize,
+    /// Most elements (HTML tags, XML elements, subtitle cues) read from one file.
+    pub max_elements: usize,
+    /// Time to parse and clean one file, checked inside the loaders' loops.
+    pub max_load_time: Duration,
 }
 
+/// Bytes in a MiB, for the settings given in MiB.
+const MIB: u64 = 1024 * 1024;
+
+impl LoadLimits {
+    /// The limits set in `[ingest]`.
+    pub fn from_settings(settings: &IngestSettings) -> Self {
+        Self {
+            max_file_bytes: settings.max_file_mib.saturating_mul(MIB),
+            allow_private_hosts: settings.allow_private_hosts,
+            fetch_timeout: Duration::from_secs(settings.fetch_timeout_secs),
+            max_decompressed_bytes: settings.max_decompressed_mib.saturating_mul(MIB),
+            max_depth: settings.max_nesting_depth,
+            max_elements: settings.max_elements,
+            max_load_time: Duration::from_secs(settings.load_timeout_secs),
+            ..Self::default()
+        }
+    }
+}
+
+/// The defaults of settings.toml (a test checks they agree), for callers without settings.
 impl Default for LoadLimits {
     fn default() -> Self {
         Self {
-            max_file_bytes: 50 * 1024 * 1024,
+            max_file_bytes: 50 * MIB,
             allow_private_hosts: false,
             fetch_timeout: Duration::from_secs(30),
             max_redirects: 5,
+            max_decompressed_bytes: 64 * MIB,
+            max_depth: 512,
+            max_elements: 500_000,
+            max_load_time: Duration::from_secs(60),
         }
     }
 }
@@ -68,6 +105,9 @@ pub enum LoadError {
     Fetch { url: String, reason: String },
     /// The URL is not allowed (scheme, private address).
     Forbidden { url: String, reason: String },
+    /// Loading would pass one of [`LoadLimits`]: too deep, too many elements, too slow,
+    /// inflating too far. The reason names the setting.
+    OverLimit { source: String, reason: String },
 }
 
 impl fmt::Display for LoadError {
@@ -86,6 +126,7 @@ impl fmt::Display for LoadError {
             Self::Io { source, err } => write!(f, "{source}: {err}"),
             Self::Fetch { url, reason } => write!(f, "{url}: fetch failed: {reason}"),
             Self::Forbidden { url, reason } => write!(f, "{url}: refused: {reason}"),
+            Self::OverLimit { source, reason } => write!(f, "{source}: over a limit: {reason}"),
         }
     }
 }
@@ -98,7 +139,8 @@ impl std::error::Error for LoadError {
             | Self::TooLarge { .. }
             | Self::Corrupt { .. }
             | Self::Fetch { .. }
-            | Self::Forbidden { .. } => None,
+            | Self::Forbidden { .. }
+            | Self::OverLimit { .. } => None,
         }
     }
 }
@@ -126,17 +168,31 @@ pub fn kind_for_path(path: &Path) -> Option<DocKind> {
     }
 }
 
-/// Parses `bytes` as a document of `kind`; the result may have no sections (a scanned PDF).
+/// Parses `bytes` as a document of `kind` within the default [`LoadLimits`]; the result
+/// may have no sections (a scanned PDF).
 pub fn load_bytes(source: &str, kind: DocKind, bytes: &[u8]) -> Result<Document, LoadError> {
+    load_bytes_within(source, kind, bytes, &LoadLimits::default())
+}
+
+/// Parses `bytes` as a document of `kind`, stopping with [`LoadError::OverLimit`] at the
+/// first of `limits` it would pass.
+pub fn load_bytes_within(
+    source: &str,
+    kind: DocKind,
+    bytes: &[u8],
+    limits: &LoadLimits,
+) -> Result<Document, LoadError> {
+    let mut budget = Budget::new(source, limits);
+    let budget = &mut budget;
     // Parsers of untrusted files (lopdf above all) can panic; that must not take the
     // ingest down, so a panic becomes `Corrupt`.
     let parsed = catch_unwind(AssertUnwindSafe(|| match kind {
-        DocKind::Pdf => pdf::sections(source, bytes),
-        DocKind::Markdown => Ok(markdown::sections(&text::decode(source, bytes), None)),
+        DocKind::Pdf => pdf::sections(source, bytes, budget),
+        DocKind::Markdown => markdown::sections(&text::decode(source, bytes), None, budget),
         DocKind::Text => Ok(text::sections(source, bytes)),
-        DocKind::Html => html::sections(source, bytes),
-        DocKind::Subtitles => Ok(subtitles::sections(&text::decode(source, bytes))),
-        DocKind::Docx => docx::sections(source, bytes),
+        DocKind::Html => html::sections(source, bytes, budget),
+        DocKind::Subtitles => subtitles::sections(&text::decode(source, bytes), budget),
+        DocKind::Docx => docx::sections(source, bytes, budget),
     }));
     let sections = parsed.unwrap_or_else(|panic| {
         let msg = panic
@@ -204,17 +260,19 @@ pub async fn load_path(path: &Path, limits: &LoadLimits) -> Result<Document, Loa
             limit,
         });
     }
-    load_bytes_blocking(source, kind, bytes).await
+    load_bytes_blocking(source, kind, bytes, limits).await
 }
 
-/// Runs `load_bytes` on the blocking pool; a panic in a parser becomes `Corrupt`.
+/// Runs `load_bytes_within` on the blocking pool; a panic in a parser becomes `Corrupt`.
 pub(crate) async fn load_bytes_blocking(
     source: String,
     kind: DocKind,
     bytes: Vec<u8>,
+    limits: &LoadLimits,
 ) -> Result<Document, LoadError> {
     let name = source.clone();
-    tokio::task::spawn_blocking(move || load_bytes(&source, kind, &bytes))
+    let limits = limits.clone();
+    tokio::task::spawn_blocking(move || load_bytes_within(&source, kind, &bytes, &limits))
         .await
         .unwrap_or_else(|join_err| {
             Err(LoadError::corrupt(
@@ -313,6 +371,99 @@ pub(crate) mod tests {
         assert_eq!(doc.source, path.display().to_string());
         assert_eq!(doc.sections.len(), 1);
         assert_eq!(doc.sections[0].text, "机器学习很有趣");
+    }
+
+    #[test]
+    fn default_limits_are_those_of_settings_toml() {
+        let settings: IngestSettings = crate::test_defaults::section("ingest");
+        assert_eq!(LoadLimits::from_settings(&settings), LoadLimits::default());
+    }
+
+    #[test]
+    fn limits_come_from_the_settings() {
+        let mut settings: IngestSettings = crate::test_defaults::section("ingest");
+        settings.max_nesting_depth = 7;
+        settings.max_elements = 9;
+        settings.max_decompressed_mib = 2;
+        settings.load_timeout_secs = 3;
+        let limits = LoadLimits::from_settings(&settings);
+        assert_eq!(
+            (
+                limits.max_depth,
+                limits.max_elements,
+                limits.max_decompressed_bytes,
+                limits.max_load_time
+            ),
+            (7, 9, 2 * MIB, Duration::from_secs(3))
+        );
+        let html = "<div>".repeat(8);
+        let err = load_bytes_within("d.html", DocKind::Html, html.as_bytes(), &limits).unwrap_err();
+        assert!(matches!(err, LoadError::OverLimit { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn the_load_deadline_stops_a_loader_midway() {
+        // A page of plain markup that would load fine, given no time at all.
+        let limits = LoadLimits {
+            max_load_time: Duration::ZERO,
+            ..LoadLimits::default()
+        };
+        let md = "# Title\n\nline\n".repeat(5000);
+        let srt: String = (0..3000)
+            .map(|i| format!("{i}\n00:00:01,000 --> 00:00:02,000\ncue {i}\n\n"))
+            .collect();
+        for (name, kind, bytes) in [
+            ("slow.md", DocKind::Markdown, md.as_bytes()),
+            ("slow.srt", DocKind::Subtitles, srt.as_bytes()),
+        ] {
+            let err = load_bytes_within(name, kind, bytes, &limits).unwrap_err();
+            let msg = err.to_string();
+            assert!(
+                msg.contains(name) && msg.contains("ingest.load_timeout_secs"),
+                "{msg}"
+            );
+        }
+    }
+
+    /// Each hostile file ends with its text or a clear error naming it. Inputs are made
+    /// here, never committed.
+    #[tokio::test]
+    async fn hostile_files_end_with_text_or_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = LoadLimits::default();
+        let write = |name: &str, bytes: &[u8]| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            path
+        };
+        // HTML nested a million levels: over 10 minutes before the depth check.
+        let deep = "<div>".repeat(1_000_000) + "x" + &"</div>".repeat(1_000_000);
+        let err = load_path(&write("deep.html", deep.as_bytes()), &limits)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, LoadError::OverLimit { .. }), "{err}");
+        // A 200 MB single line: refused by its size before it is read (a sparse file).
+        let path = dir.path().join("line.txt");
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(200 * MIB)
+            .unwrap();
+        let err = load_path(&path, &limits).await.unwrap_err();
+        assert!(matches!(err, LoadError::TooLarge { .. }), "{err}");
+        // Random bytes named .pdf: not a PDF, said so.
+        let random: Vec<u8> = garbage(64).concat().repeat(200);
+        let err = load_path(&write("random.pdf", &random), &limits)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, LoadError::Corrupt { .. }) && err.to_string().contains("random.pdf"),
+            "{err}"
+        );
+        // Invalid UTF-8 (and not GB18030): its text, with the bad bytes replaced.
+        let mut bad = b"caf\xc3 ok ".repeat(1000);
+        bad.extend_from_slice(b"\xff\xfe\xfd end");
+        let doc = load_path(&write("bad.txt", &bad), &limits).await.unwrap();
+        assert!(doc.sections[0].text.ends_with("end"), "{:?}", doc.sections);
     }
 
     #[test]

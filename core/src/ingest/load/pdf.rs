@@ -10,11 +10,10 @@ mod cid;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use lopdf::content::Content;
-use lopdf::{
-    DEFAULT_MAX_DECOMPRESSED_SIZE, Dictionary, Document as Pdf, Encoding, Object, ObjectId,
-};
+use lopdf::{Dictionary, Document as Pdf, Encoding, LoadOptions, Object, ObjectId};
 
 use super::LoadError;
+use super::budget::Budget;
 use crate::ingest::clean::clean_text;
 use crate::ingest::document::Section;
 
@@ -24,44 +23,80 @@ const TJ_SPACE: f32 = 200.0;
 
 /// Extracts each page's text; pages without text are dropped. An encrypted or broken file
 /// is `Corrupt`. lopdf can panic on malformed files: `load_bytes` catches that.
-pub(super) fn sections(source: &str, bytes: &[u8]) -> Result<Vec<Section>, LoadError> {
-    let pages = pages(bytes).map_err(|reason| LoadError::corrupt(source, reason))?;
-    Ok(pages
-        .into_iter()
-        .filter_map(|(page, raw)| {
-            let text = clean_text(&raw);
-            (!text.is_empty()).then(|| Section {
+pub(super) fn sections(
+    source: &str,
+    bytes: &[u8],
+    budget: &mut Budget,
+) -> Result<Vec<Section>, LoadError> {
+    let pages = pages(source, bytes, budget)?;
+    let mut sections = Vec::new();
+    for (page, raw) in pages {
+        budget.tick()?;
+        let text = clean_text(&raw);
+        if !text.is_empty() {
+            sections.push(Section {
                 text,
                 page: Some(page),
                 ..Section::default()
-            })
-        })
-        .collect())
+            });
+        }
+    }
+    Ok(sections)
 }
 
 /// Raw text of every page, keyed by 1-based page number.
-fn pages(bytes: &[u8]) -> Result<Vec<(u32, String)>, String> {
-    let pdf = Pdf::load_mem(bytes).map_err(|e| format!("not a readable PDF: {e}"))?;
+fn pages(source: &str, bytes: &[u8], budget: &mut Budget) -> Result<Vec<(u32, String)>, LoadError> {
+    let corrupt = |reason: String| LoadError::corrupt(source, reason);
+    let max_stream = stream_limit(budget);
+    let options = LoadOptions {
+        max_decompressed_size: Some(max_stream),
+        ..LoadOptions::default()
+    };
+    let pdf = Pdf::load_mem_with_options(bytes, options)
+        .map_err(|e| corrupt(format!("not a readable PDF: {e}")))?;
+    budget.check_time()?;
     if pdf.is_encrypted() {
-        return Err("the PDF is encrypted and needs a password".to_string());
+        return Err(corrupt(
+            "the PDF is encrypted and needs a password".to_string(),
+        ));
     }
     let pages = pdf.get_pages();
     if pages.is_empty() {
-        return Err("the PDF has no pages".to_string());
+        return Err(corrupt("the PDF has no pages".to_string()));
     }
-    let mut pages: Vec<(u32, String)> = pages
-        .into_iter()
-        .map(|(n, id)| {
-            // One bad page (a broken stream) should not cost the rest of the book.
-            let text = page_text(&pdf, id).unwrap_or_else(|e| {
+    let mut texts = Vec::with_capacity(pages.len());
+    for (n, id) in pages {
+        budget.check_time()?;
+        // One bad page (a broken stream) should not cost the rest of the book.
+        let text = match page_text(&pdf, id, budget) {
+            Ok(text) => text,
+            Err(PageStop::Limit(e)) => return Err(e),
+            Err(PageStop::Pdf(e)) => {
                 tracing::warn!(page = n, "skipping unreadable PDF page: {e}");
                 String::new()
-            });
-            (n, text)
-        })
-        .collect();
-    strip_running_lines(&mut pages);
-    Ok(pages)
+            }
+        };
+        texts.push((n, text));
+    }
+    strip_running_lines(&mut texts);
+    Ok(texts)
+}
+
+/// The decompressed-size limit for one PDF stream, as lopdf takes it.
+fn stream_limit(budget: &Budget) -> usize {
+    usize::try_from(budget.limits().max_decompressed_bytes).unwrap_or(usize::MAX)
+}
+
+/// Why reading a page stopped: a limit of the whole file, or a broken page.
+enum PageStop {
+    Limit(LoadError),
+    Pdf(lopdf::Error),
+}
+
+impl From<lopdf::Error> for PageStop {
+    fn from(e: lopdf::Error) -> Self {
+        Self::Pdf(e)
+    }
 }
 
 /// Lines this close to a page's top or bottom may be running headers or footers.
@@ -130,14 +165,14 @@ enum Decoder<'a> {
 }
 
 impl Decoder<'_> {
-    fn for_font<'a>(pdf: &'a Pdf, font: &'a Dictionary) -> Decoder<'a> {
+    fn for_font<'a>(pdf: &'a Pdf, font: &'a Dictionary, max_stream: usize) -> Decoder<'a> {
         if let Some(map) = cid::map_for_font(pdf, font) {
             return Decoder::Cid(map);
         }
         if cid::is_undecodable(pdf, font) {
             return Decoder::Unknown;
         }
-        match font.get_font_encoding_with_limit(pdf, DEFAULT_MAX_DECOMPRESSED_SIZE) {
+        match font.get_font_encoding_with_limit(pdf, max_stream) {
             Ok(encoding) => Decoder::Lopdf(encoding),
             Err(_) => Decoder::Unknown,
         }
@@ -159,19 +194,23 @@ impl Decoder<'_> {
 /// Walks a page's content stream: text-showing operators give text; moves to a new line
 /// give line breaks; horizontal moves and wide `TJ` gaps give spaces (the cleaner removes
 /// those that fall between Chinese characters).
-fn page_text(pdf: &Pdf, page_id: ObjectId) -> Result<String, lopdf::Error> {
+fn page_text(pdf: &Pdf, page_id: ObjectId, budget: &mut Budget) -> Result<String, PageStop> {
+    let max_stream = stream_limit(budget);
     let decoders: BTreeMap<Vec<u8>, Decoder> = pdf
         .get_page_fonts(page_id)?
         .into_iter()
-        .map(|(name, font)| (name, Decoder::for_font(pdf, font)))
+        .map(|(name, font)| (name, Decoder::for_font(pdf, font, max_stream)))
         .collect();
-    let content = pdf.get_page_content_with_limit(page_id, DEFAULT_MAX_DECOMPRESSED_SIZE)?;
+    let content = pdf.get_page_content_with_limit(page_id, max_stream)?;
+    budget.check_time().map_err(PageStop::Limit)?;
     let content = Content::decode(&content)?;
+    budget.check_time().map_err(PageStop::Limit)?;
 
     let mut out = String::new();
     let mut font: Option<&Decoder> = None;
     let mut line_y: Option<f32> = None;
     for op in &content.operations {
+        budget.tick().map_err(PageStop::Limit)?;
         let operands = &op.operands;
         match op.operator.as_str() {
             "Tf" => {
@@ -264,7 +303,13 @@ mod tests {
     use std::sync::OnceLock;
 
     use super::*;
+    use crate::ingest::load::LoadLimits;
     use crate::ingest::load::tests::garbage;
+
+    fn sections(source: &str, bytes: &[u8]) -> Result<Vec<Section>, LoadError> {
+        let limits = LoadLimits::default();
+        super::sections(source, bytes, &mut Budget::new(source, &limits))
+    }
 
     /// The fixture booklet (tests/fixtures/make_cjk_book.py): Chinese in an Identity-H
     /// Adobe-GB1 font without a ToUnicode map, a blank page 2, a running header and footer

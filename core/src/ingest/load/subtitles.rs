@@ -1,6 +1,8 @@
 //! Subtitles (`.srt`, `.vtt`): cues grouped into sections of a few hundred characters,
 //! each stamped with the time span it covers.
 
+use super::LoadError;
+use super::budget::Budget;
 use crate::ingest::clean::clean_text;
 use crate::ingest::document::Section;
 
@@ -19,8 +21,8 @@ struct Cue {
 
 /// Parses SRT or WebVTT text into grouped sections; blocks without a timing line (the VTT
 /// header, NOTE, STYLE, REGION) are skipped, as are cue numbers and cue settings.
-pub(super) fn sections(text: &str) -> Vec<Section> {
-    let cues = parse(text);
+pub(super) fn sections(text: &str, budget: &mut Budget) -> Result<Vec<Section>, LoadError> {
+    let cues = parse(text, budget)?;
     let mut sections = Vec::new();
     let mut group: Vec<&Cue> = Vec::new();
     let mut chars = 0;
@@ -36,7 +38,7 @@ pub(super) fn sections(text: &str) -> Vec<Section> {
     if !group.is_empty() {
         sections.push(section(&group));
     }
-    sections
+    Ok(sections)
 }
 
 /// A group's text keeps one line per cue: cues are rarely punctuated, and gluing them
@@ -54,10 +56,11 @@ fn section(group: &[&Cue]) -> Section {
     }
 }
 
-fn parse(text: &str) -> Vec<Cue> {
+fn parse(text: &str, budget: &mut Budget) -> Result<Vec<Cue>, LoadError> {
     let text = text.replace("\r\n", "\n").replace('\r', "\n");
     let mut cues = Vec::new();
     for block in text.split("\n\n") {
+        budget.tick()?;
         let mut lines = block.lines().skip_while(|l| !l.contains("-->"));
         let Some(timing) = lines.next() else { continue };
         let Some((start, end)) = parse_timing(timing) else {
@@ -66,10 +69,11 @@ fn parse(text: &str) -> Vec<Cue> {
         let body: Vec<String> = lines.map(strip_tags).collect();
         let text = clean_text(&body.join("\n"));
         if !text.is_empty() {
+            budget.element()?;
             cues.push(Cue { start, end, text });
         }
     }
-    cues
+    Ok(cues)
 }
 
 /// "00:00:01,000 --> 00:00:03,000 align:start" → ("00:00:01", "00:00:03").
@@ -131,7 +135,13 @@ fn strip_tags(line: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ingest::load::LoadLimits;
     use crate::ingest::load::tests::garbage;
+
+    fn sections(text: &str) -> Vec<Section> {
+        let limits = LoadLimits::default();
+        super::sections(text, &mut Budget::new("test.srt", &limits)).unwrap()
+    }
 
     #[test]
     fn srt_cues_lose_numbers_and_timings() {

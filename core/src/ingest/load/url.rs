@@ -32,7 +32,7 @@ pub async fn fetch_url(url: &str, limits: &LoadLimits) -> Result<Document, LoadE
         });
     };
     let bytes = to_utf8(kind, fetched.content_type.as_deref(), fetched.body);
-    load_bytes_blocking(source, kind, bytes).await
+    load_bytes_blocking(source, kind, bytes, limits).await
 }
 
 struct Fetched {
