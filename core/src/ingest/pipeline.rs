@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
@@ -14,7 +14,16 @@ use super::split::Splitter;
 use crate::embed::Embedder;
 use crate::embed::bm25::{BM25_ID, Bm25Encoder};
 use crate::progress::Progress;
-use crate::store::{Chunk, KnowledgeStore, StoreError, StoredChunk};
+use crate::store::{Chunk, KnowledgeStore, StoreError};
+
+#[cfg(test)]
+mod crash_tests;
+mod write;
+
+/// An ingest run makes its finished sources durable this often, so a kill loses at most
+/// this much finished work. A flush costs ~0.2 s on a busy disk: per file, a folder of tiny
+/// files would take several times as long.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 /// What an ingest run did.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -57,9 +66,15 @@ pub struct Ingestor {
     store: Arc<dyn KnowledgeStore>,
     embedder: Option<Arc<dyn Embedder>>,
     bm25: Arc<Bm25Encoder>,
-    splitter: Splitter,
+    splitter: Arc<Splitter>,
     limits: LoadLimits,
     embed_batch: usize,
+    /// What besides the content shapes the stored chunks (see `content_hash`).
+    hash_salt: Arc<str>,
+    flush_every: Duration,
+    /// Faults injected at the steps of storing a document (tests only).
+    #[cfg(test)]
+    fault: Option<write::FaultHook>,
 }
 
 /// An input after expanding directories: a file or a URL.
@@ -75,18 +90,28 @@ impl Ingestor {
         bm25: Arc<Bm25Encoder>,
         settings: &IngestSettings,
     ) -> Self {
+        let splitter = Splitter::new(settings.chunk_size, settings.chunk_overlap);
+        let mut salt = format!("{}{BM25_ID}", splitter.signature());
+        if let Some(embedder) = &embedder {
+            salt.push_str(embedder.id());
+        }
         Self {
             store,
             embedder,
             bm25,
-            splitter: Splitter::new(settings.chunk_size, settings.chunk_overlap),
+            splitter: Arc::new(splitter),
+            hash_salt: salt.into(),
+            flush_every: FLUSH_EVERY,
+            #[cfg(test)]
+            fault: None,
             limits: LoadLimits::from_settings(settings),
             embed_batch: settings.embed_batch,
         }
     }
 
-    /// Ingests files, directories (recursively) and http(s) URLs into `tenant`, then builds
-    /// indexes and flushes, reporting a step per input to `progress`.
+    /// Ingests files, directories (recursively) and http(s) URLs into `tenant`, flushing
+    /// every few sources so a crash keeps what was finished, then builds indexes and
+    /// flushes, reporting a step per input to `progress`.
     pub async fn ingest(
         &self,
         inputs: &[String],
@@ -97,6 +122,7 @@ impl Ingestor {
         let mut report = IngestReport::default();
         let expanded = expand(inputs, &mut report);
         progress.begin(expanded.len() as u64, "files");
+        let mut last_flush = Instant::now();
         for input in expanded {
             let (source, outcome) = match input {
                 Input::File(path) => {
@@ -116,6 +142,12 @@ impl Ingestor {
                     report.files += 1;
                     report.pages += pages;
                     report.chunks += chunks;
+                    tracing::debug!(source = %source, chunks, "source stored");
+                    if last_flush.elapsed() >= self.flush_every {
+                        self.make_durable().await?;
+                        tracing::debug!(sources = report.files, "ingest flushed");
+                        last_flush = Instant::now();
+                    }
                 }
                 Ok(SourceOutcome::Unchanged) => report.unchanged += 1,
                 Err(IngestError::Store(e)) => return Err(e),
@@ -159,19 +191,20 @@ impl Ingestor {
             source: source.to_owned(),
             err,
         })?;
-        let hash = self.content_hash(&bytes);
+        let salt = self.hash_salt.clone();
+        let (bytes, hash) = off_runtime(source, "hashing", move || {
+            let hash = content_hash(&bytes, &salt);
+            (bytes, hash)
+        })
+        .await?;
         if self.store.source_hash(tenant, source).await?.as_deref() == Some(hash.as_str()) {
             return Ok(SourceOutcome::Unchanged);
         }
         let (name, limits) = (source.to_owned(), self.limits.clone());
-        let document = tokio::task::spawn_blocking(move || {
+        let document = off_runtime(source, "loader", move || {
             load::load_bytes_within(&name, kind, &bytes, &limits)
         })
-        .await
-        .map_err(|e| LoadError::Corrupt {
-            source: source.to_owned(),
-            reason: format!("loader crashed: {e}"),
-        })??;
+        .await??;
         self.store_document(document, tenant, hash, report).await
     }
 
@@ -186,7 +219,9 @@ impl Ingestor {
     }
 
     /// Stores an already-loaded document (a chat post, an attachment) under `tenant`,
-    /// replacing an older version of the same source. Unchanged content is skipped.
+    /// replacing an older version of the same source. Unchanged content is skipped. It is
+    /// durable once the caller commits or flushes the store (once per request); a crash
+    /// before that leaves the source absent or incomplete, and the same request stores it.
     pub async fn ingest_document(
         &self,
         document: Document,
@@ -203,7 +238,12 @@ impl Ingestor {
         report: &mut IngestReport,
     ) -> Result<SourceOutcome, IngestError> {
         let result = async {
-            let hash = self.document_hash(&document);
+            let salt = self.hash_salt.clone();
+            let (document, hash) = off_runtime(&document.source.clone(), "hashing", move || {
+                let hash = document_hash(&document, &salt);
+                (document, hash)
+            })
+            .await?;
             if self
                 .store
                 .source_hash(tenant, &document.source)
@@ -226,57 +266,6 @@ impl Ingestor {
         };
         metrics::counter!("lore_ingest_sources_total", "outcome" => outcome).increment(1);
         result
-    }
-
-    /// Splits, embeds and writes one document, replacing its previous chunks.
-    async fn store_document(
-        &self,
-        document: Document,
-        tenant: &str,
-        source_hash: String,
-        report: &mut IngestReport,
-    ) -> Result<SourceOutcome, IngestError> {
-        let mut chunks = Vec::new();
-        let mut pages = 0;
-        for section in &document.sections {
-            if section.page.is_some() {
-                pages += 1;
-            }
-            for piece in self.splitter.split(document.kind, section) {
-                chunks.push(Chunk {
-                    tenant: tenant.to_owned(),
-                    source: document.source.clone(),
-                    index: chunks.len() as u32,
-                    text: piece.text,
-                    page: section.page,
-                    heading: section.heading.clone(),
-                    timestamp: section.timestamp.clone(),
-                    start: piece.start,
-                    end: piece.end,
-                    source_hash: source_hash.clone(),
-                });
-            }
-        }
-        let dense = self.embed(&document.source, &chunks, report).await?;
-        let count = chunks.len();
-        let stored: Vec<StoredChunk> = chunks
-            .into_iter()
-            .zip(dense.into_iter().map(Some).chain(std::iter::repeat(None)))
-            .map(|(chunk, dense)| StoredChunk {
-                sparse: self.bm25.document(&chunk.text),
-                chunk,
-                dense,
-            })
-            .collect();
-        // Old chunks go first so a shorter new version leaves no stale tail.
-        self.store.delete_source(tenant, &document.source).await?;
-        for batch in chunked(stored, 256) {
-            self.store.upsert(batch).await?;
-        }
-        Ok(SourceOutcome::Stored {
-            pages,
-            chunks: count,
-        })
     }
 
     /// Dense vectors for every chunk, or none without an embedder.
@@ -316,35 +305,46 @@ impl Ingestor {
         report.embed_seconds += started.elapsed().as_secs_f64();
         Ok(vectors)
     }
+}
 
-    /// Content plus everything that shapes the stored chunks, so changing the chunking or
-    /// the embedder re-ingests unchanged files.
-    fn content_hash(&self, bytes: &[u8]) -> String {
-        let mut hasher = Sha256::new();
-        hasher.update(bytes);
-        hasher.update(self.splitter.signature().as_bytes());
-        hasher.update(BM25_ID.as_bytes());
-        if let Some(embedder) = &self.embedder {
-            hasher.update(embedder.id().as_bytes());
-        }
-        hex::encode(&hasher.finalize()[..16])
-    }
+/// Content plus everything that shapes the stored chunks (`salt`: the chunking, BM25 and
+/// embedder ids), so changing the chunking or the embedder re-ingests unchanged files.
+fn content_hash(bytes: &[u8], salt: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(bytes);
+    hasher.update(salt.as_bytes());
+    hex::encode(&hasher.finalize()[..16])
+}
 
-    fn document_hash(&self, document: &Document) -> String {
-        let mut bytes = Vec::with_capacity(document.char_count() * 3);
-        for section in &document.sections {
-            for part in [
-                section.text.as_str(),
-                section.heading.as_deref().unwrap_or(""),
-                section.timestamp.as_deref().unwrap_or(""),
-            ] {
-                bytes.extend_from_slice(part.as_bytes());
-                bytes.push(0);
-            }
-            bytes.extend_from_slice(&section.page.unwrap_or(0).to_le_bytes());
+fn document_hash(document: &Document, salt: &str) -> String {
+    let mut bytes = Vec::with_capacity(document.char_count() * 3);
+    for section in &document.sections {
+        for part in [
+            section.text.as_str(),
+            section.heading.as_deref().unwrap_or(""),
+            section.timestamp.as_deref().unwrap_or(""),
+        ] {
+            bytes.extend_from_slice(part.as_bytes());
+            bytes.push(0);
         }
-        self.content_hash(&bytes)
+        bytes.extend_from_slice(&section.page.unwrap_or(0).to_le_bytes());
     }
+    content_hash(&bytes, salt)
+}
+
+/// Runs CPU-heavy work of one source (hashing, loading, splitting) on a blocking thread,
+/// so a big file never stalls the async runtime (health checks, chat replies).
+async fn off_runtime<T: Send + 'static>(
+    source: &str,
+    what: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, LoadError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| LoadError::Corrupt {
+            source: source.to_owned(),
+            reason: format!("{what} crashed: {e}"),
+        })
 }
 
 /// Expands directories recursively, keeps supported files and URLs, and records the rest.
@@ -397,13 +397,4 @@ fn is_hidden(path: &Path) -> bool {
 pub fn source_name(path: &Path) -> String {
     let shown = path.to_string_lossy();
     shown.strip_prefix("./").unwrap_or(&shown).to_owned()
-}
-
-fn chunked<T>(items: Vec<T>, size: usize) -> Vec<Vec<T>> {
-    let mut out = Vec::new();
-    let mut iter = items.into_iter().peekable();
-    while iter.peek().is_some() {
-        out.push(iter.by_ref().take(size).collect());
-    }
-    out
 }

@@ -158,6 +158,9 @@ pub trait KnowledgeStore: Send + Sync {
     async fn stats(&self) -> Result<StoreStats, StoreError>;
     /// Builds indexes after a bulk write and makes everything durable.
     async fn commit(&self) -> Result<(), StoreError>;
+    /// Makes every write so far durable, without `commit`'s index build: the cheap commit
+    /// point an ingest takes after each few sources, so a crash keeps what was finished.
+    async fn flush(&self) -> Result<(), StoreError>;
     /// Up to `limit` stored chunks with their vectors, across all tenants, in point-id order
     /// starting at `from` (inclusive; None for the first page).
     async fn scroll(

@@ -152,6 +152,15 @@ impl KnowledgeStore for EmbeddedStore {
         .await
     }
 
+    async fn flush(&self) -> Result<(), StoreError> {
+        // The engine does not replay its WAL on open: what is not flushed is lost on a kill.
+        self.write(|shard| {
+            shard.flush();
+            Ok(())
+        })
+        .await
+    }
+
     async fn scroll(
         &self,
         from: Option<uuid::Uuid>,

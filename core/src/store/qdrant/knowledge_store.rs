@@ -187,6 +187,11 @@ impl KnowledgeStore for QdrantStore {
         Ok(())
     }
 
+    async fn flush(&self) -> Result<(), StoreError> {
+        // Every write waited for the server's WAL, which the server replays after a crash.
+        Ok(())
+    }
+
     async fn scroll(
         &self,
         from: Option<uuid::Uuid>,
