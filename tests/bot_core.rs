@@ -1,174 +1,19 @@
 //! The bot core driven by a scripted in-memory platform: every scenario an adapter relies on.
 
-use std::path::Path;
+#[path = "support/bot.rs"]
+mod scripted;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use lore::settings::Settings;
 use lore_chat::{
-    Addressing, Attachment, Author, ChannelHistory, ChatError, ChatHandler, Download, EventKind,
-    HistoryPage, IncomingEvent, MessageHandle, ReplySink, SlashCommand,
+    Attachment, ChannelHistory, ChatError, ChatHandler, Download, EventKind, HistoryPage,
+    ReplySink, SlashCommand,
 };
-use lore_core::bot::Engine;
 use lore_core::bot::reply::Streamer;
-use lore_core::kb::KnowledgeBase as App;
-
-/// Messages the scripted platform shows, in order; edits replace a message's text.
-#[derive(Default)]
-struct Screen {
-    messages: Mutex<Vec<String>>,
-}
-
-struct ScriptedSink {
-    screen: Arc<Screen>,
-    limit: usize,
-    send_delay: Duration,
-    history: Option<Arc<dyn ChannelHistory>>,
-}
-
-struct ScriptedMessage {
-    screen: Arc<Screen>,
-    index: usize,
-}
-
-#[async_trait]
-impl MessageHandle for ScriptedMessage {
-    async fn edit(&self, text: &str) -> Result<(), ChatError> {
-        self.screen.messages.lock().unwrap()[self.index] = text.to_owned();
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl ReplySink for ScriptedSink {
-    fn max_message_chars(&self) -> usize {
-        self.limit
-    }
-
-    async fn send(&self, text: &str) -> Result<Box<dyn MessageHandle>, ChatError> {
-        tokio::time::sleep(self.send_delay).await;
-        assert!(
-            text.chars().count() <= self.limit,
-            "over the platform limit"
-        );
-        let mut messages = self.screen.messages.lock().unwrap();
-        messages.push(text.to_owned());
-        Ok(Box::new(ScriptedMessage {
-            screen: self.screen.clone(),
-            index: messages.len() - 1,
-        }))
-    }
-
-    fn history(&self) -> Option<Arc<dyn ChannelHistory>> {
-        self.history.clone()
-    }
-}
-
-/// One platform's view of the bot.
-struct Platform {
-    engine: Engine,
-    screen: Arc<Screen>,
-    sink: Arc<dyn ReplySink>,
-}
-
-impl Platform {
-    fn new(engine: Engine) -> Self {
-        Self::with_sink(engine, 2000, Duration::ZERO, None)
-    }
-
-    fn with_sink(
-        engine: Engine,
-        limit: usize,
-        send_delay: Duration,
-        history: Option<Arc<dyn ChannelHistory>>,
-    ) -> Self {
-        let screen = Arc::new(Screen::default());
-        let sink = Arc::new(ScriptedSink {
-            screen: screen.clone(),
-            limit,
-            send_delay,
-            history,
-        });
-        Self {
-            engine,
-            screen,
-            sink,
-        }
-    }
-
-    /// Submits an event and returns what the bot showed for it.
-    async fn send(&self, event: IncomingEvent) -> Vec<String> {
-        let before = self.screen.messages.lock().unwrap().len();
-        self.engine
-            .submit(event, self.sink.clone())
-            .await
-            .expect("handled");
-        self.screen.messages.lock().unwrap()[before..].to_vec()
-    }
-
-    async fn say(&self, event: IncomingEvent) -> String {
-        self.send(event).await.join("\n")
-    }
-}
-
-fn settings(data: &Path) -> Settings {
-    let mut s = Settings::load(
-        None,
-        [
-            ("LORE_STORE__DATA_DIR", data.to_str().unwrap()),
-            ("LORE_EMBEDDING__PROVIDER", "none"),
-        ]
-        .map(|(k, v)| (k.to_owned(), v.to_owned())),
-    )
-    .unwrap();
-    s.bot.questions_per_user_per_minute = 1000;
-    s.bot.questions_per_channel_per_minute = 1000;
-    s
-}
-
-async fn engine(settings: Settings) -> Engine {
-    let bot = settings.bot.clone();
-    Engine::open(
-        Arc::new(App::open(settings.knowledge()).await.unwrap()),
-        bot,
-    )
-    .unwrap()
-}
-
-fn message(tenant: &str, channel: &str, user: &str, text: &str) -> IncomingEvent {
-    static NEXT: AtomicUsize = AtomicUsize::new(1);
-    let id = NEXT.fetch_add(1, Ordering::Relaxed);
-    IncomingEvent {
-        platform: "scripted".into(),
-        tenant: tenant.into(),
-        channel: channel.into(),
-        message_id: id.to_string(),
-        author: Author {
-            id: user.into(),
-            name: user.into(),
-            ..Author::default()
-        },
-        text: text.into(),
-        addressing: Addressing {
-            mentioned: true,
-            ..Addressing::default()
-        },
-        timestamp: Some("2026-11-28T12:00:00Z".into()),
-        ..IncomingEvent::default()
-    }
-}
-
-fn admin(mut event: IncomingEvent) -> IncomingEvent {
-    event.author.is_admin = true;
-    event
-}
-
-fn quiet(mut event: IncomingEvent) -> IncomingEvent {
-    event.addressing = Addressing::default();
-    event
-}
+use scripted::*;
 
 const TEA: &str = "乌龙茶是一种半发酵茶，主要产自福建和台湾。";
 const GREEN: &str = "绿茶不发酵，龙井是有名的绿茶。";
@@ -321,6 +166,40 @@ async fn two_tenants_do_not_see_each_other_but_both_see_global() {
         ))
         .await;
     assert!(shared.contains("teapot"), "{shared}");
+}
+
+#[tokio::test]
+async fn stats_shows_a_tenant_only_its_own_figures() {
+    let data = tempfile::tempdir().unwrap();
+    let p = Platform::new(engine(settings(data.path())).await);
+    // acme is busy: a knowledge channel, a post kept, and questions answered.
+    p.say(admin(message("acme", "kb", "ann", "/knowledge-channel on")))
+        .await;
+    p.send(quiet(message(
+        "acme",
+        "kb",
+        "ann",
+        "The acme launch code is 7781.",
+    )))
+    .await;
+    for channel in ["c1", "c2", "c3"] {
+        p.say(message("acme", channel, "ann", "What is the launch code?"))
+            .await;
+    }
+    let acme = p.say(admin(message("acme", "c1", "ann", "/stats"))).await;
+    assert!(acme.contains("Knowledge channels: 1"), "{acme}");
+    assert!(acme.contains("Posts kept: 1"), "{acme}");
+    assert!(!acme.contains("Answered: 0,"), "{acme}");
+    let globex = p.say(admin(message("globex", "c1", "gil", "/stats"))).await;
+    for figure in [
+        "Sources: 0",
+        "Conversations remembered: 0",
+        "Knowledge channels: 0",
+        "Posts kept: 0",
+        "Answered: 0, refused: 0",
+    ] {
+        assert!(globex.contains(figure), "{figure} in {globex}");
+    }
 }
 
 #[tokio::test]

@@ -69,6 +69,13 @@ impl KnowledgeChannels {
         self.channels.len()
     }
 
+    /// Knowledge channels of one tenant on one platform.
+    pub fn count_of(&self, platform: &str, tenant: &str) -> usize {
+        self.channels
+            .scan_prefix(format!("{platform}\0{tenant}\0"))
+            .count()
+    }
+
     fn sources_of(&self, event: &IncomingEvent) -> Result<Vec<String>, BotError> {
         match self.posts.get(post_key(event))? {
             Some(v) => Ok(serde_json::from_slice(&v).unwrap_or_default()),

@@ -49,9 +49,8 @@ impl ConversationKey {
     /// A stable string id (NUL-separated, so no part can forge another).
     pub fn id(&self) -> String {
         format!(
-            "{}\0{}\0{}\0{}",
-            self.platform,
-            self.tenant,
+            "{}{}\0{}",
+            tenant_prefix(&self.platform, &self.tenant),
             self.channel,
             self.thread.as_deref().unwrap_or("")
         )
@@ -100,8 +99,10 @@ pub trait ConversationStore: Send + Sync {
     fn reset(&self, key: &ConversationKey) -> Result<bool, MemoryError>;
     /// Forgets conversations idle longer than the TTL; returns how many.
     fn evict_idle(&self) -> Result<usize, MemoryError>;
-    /// Conversations remembered.
+    /// Conversations remembered, across platforms and tenants (the operator's figure).
     fn len(&self) -> usize;
+    /// Conversations remembered for one tenant on one platform (the figure a tenant may see).
+    fn len_of(&self, platform: &str, tenant: &str) -> usize;
     /// True when nothing is remembered.
     fn is_empty(&self) -> bool {
         self.len() == 0
@@ -258,6 +259,12 @@ impl ConversationStore for SledConversationStore {
         self.activity.len()
     }
 
+    fn len_of(&self, platform: &str, tenant: &str) -> usize {
+        self.activity
+            .scan_prefix(tenant_prefix(platform, tenant))
+            .count()
+    }
+
     async fn flush(&self) -> Result<(), MemoryError> {
         // `flush_async` was seen to never complete under many concurrent callers (the
         // bot_core bench hung), so the blocking flush runs on the blocking pool instead.
@@ -267,6 +274,11 @@ impl ConversationStore for SledConversationStore {
             .map_err(|e| sled::Error::ReportableBug(e.to_string()))??;
         Ok(())
     }
+}
+
+/// The start of every [`ConversationKey::id`] of one tenant on one platform.
+fn tenant_prefix(platform: &str, tenant: &str) -> String {
+    format!("{platform}\0{tenant}\0")
 }
 
 fn tree_name(id: &str) -> String {

@@ -14,7 +14,7 @@ pub mod turn;
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -67,12 +67,33 @@ impl From<sled::Error> for BotError {
     }
 }
 
-/// Counters for `stats`.
+/// What the bot did for one tenant, for `stats`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    pub answered: u64,
+    pub refused: u64,
+    pub ingested_posts: u64,
+}
+
+/// Tallies kept per tenant, so `stats` never shows one tenant another's activity.
 #[derive(Default)]
-pub struct Counters {
-    pub answered: AtomicU64,
-    pub refused: AtomicU64,
-    pub ingested_posts: AtomicU64,
+pub struct Counters(Mutex<HashMap<String, Tally>>);
+
+impl Counters {
+    /// Updates `tenant`'s tally.
+    pub fn record(&self, tenant: &str, update: impl FnOnce(&mut Tally)) {
+        let mut tallies = self.0.lock().expect("not poisoned");
+        match tallies.get_mut(tenant) {
+            Some(tally) => update(tally),
+            None => update(tallies.entry(tenant.to_owned()).or_default()),
+        }
+    }
+
+    /// `tenant`'s tally so far.
+    pub fn of(&self, tenant: &str) -> Tally {
+        let tallies = self.0.lock().expect("not poisoned");
+        tallies.get(tenant).copied().unwrap_or_default()
+    }
 }
 
 /// The shared state every command sees.
@@ -310,11 +331,11 @@ async fn process(core: &Arc<Core>, event: IncomingEvent, sink: Arc<dyn ReplySink
         let mut out = Streamer::new(sink.clone(), notice, core.edit_interval());
         let text = match answer(core, &event, &sink, &mut out).await {
             Ok(text) => {
-                core.counters.answered.fetch_add(1, Ordering::Relaxed);
+                core.counters.record(&event.tenant, |t| t.answered += 1);
                 text
             }
             Err(e) => {
-                core.counters.refused.fetch_add(1, Ordering::Relaxed);
+                core.counters.record(&event.tenant, |t| t.refused += 1);
                 format!("⚠️ {e}")
             }
         };
@@ -330,7 +351,8 @@ async fn keep_knowledge(core: &Arc<Core>, event: &IncomingEvent, sink: &Arc<dyn 
     if event.kind != EventKind::Posted || !event.addressing.is_addressed() {
         match knowledge::apply(core, event).await {
             Ok(_) => {
-                core.counters.ingested_posts.fetch_add(1, Ordering::Relaxed);
+                core.counters
+                    .record(&event.tenant, |t| t.ingested_posts += 1);
             }
             Err(e) => {
                 tracing::warn!(message = %event.message_id, error = %e, "knowledge post not stored")
