@@ -251,3 +251,6 @@ fn env_overrides(env: impl IntoIterator<Item = (String, String)>) -> Vec<(String
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod proptests;
