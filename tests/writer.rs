@@ -61,6 +61,7 @@ impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = Command::new("kill")
             .args(["-KILL", &self.0.to_string()])
+            .stderr(Stdio::null())
             .status();
     }
 }

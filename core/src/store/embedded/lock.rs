@@ -89,9 +89,12 @@ impl std::fmt::Display for InUse {
         }
         write!(
             f,
-            "; one lore process uses a data dir at a time (nothing was changed): stop that \
-             one, or send the request to its HTTP API"
-        )
+            "; one lore process uses a data dir at a time (nothing was changed): stop that one"
+        )?;
+        match self.holder.as_ref().and_then(|h| h.http.as_ref()) {
+            Some(_) => write!(f, ", or send the request to its HTTP API"),
+            None => Ok(()),
+        }
     }
 }
 
