@@ -152,7 +152,11 @@ impl DataDirLock {
             file,
             holder: Mutex::new(Holder::this_process()),
         };
-        lock.write().map_err(|e| failed("writing", e))?;
+        // The OS lock is what keeps a second process out; the text only explains it, so a
+        // full disk (the text cannot be written) still lets this process read the store.
+        if let Err(e) = lock.write() {
+            tracing::warn!(lock = %lock.path.display(), error = %e, "could not record this process in the lock file");
+        }
         Ok(lock)
     }
 
