@@ -12,7 +12,8 @@ use crate::ingest::pipeline::Ingestor;
 use crate::llm::{ChatModel, LlmError, LlmSettings, Provider, Secrets, build_chat_model};
 use crate::retrieve::{RetrievalSettings, Retriever};
 pub use crate::setting::SettingError;
-use crate::store::{KnowledgeStore, StoreError, StoreSettings, open_store};
+use crate::store::embedded::DataDirLock;
+use crate::store::{KnowledgeStore, StoreError, StoreSettings, claim_data_dir, open_claimed};
 
 /// The sections the knowledge base is built from.
 #[derive(Debug, Clone)]
@@ -57,11 +58,16 @@ pub struct KnowledgeBase {
     pub retriever: Arc<Retriever>,
     pub assistant: Arc<Assistant>,
     pub ingestor: Ingestor,
+    /// The data dir this process holds (embedded store): `lore serve` records its HTTP
+    /// address in it, for the message another lore process gets.
+    pub data_dir_lock: Option<Arc<DataDirLock>>,
 }
 
 impl KnowledgeBase {
     /// Builds the embedder and chat model and opens the configured store with them.
     pub async fn open(settings: KnowledgeBaseSettings) -> Result<Self, OpenError> {
+        // First, so a data dir in use is refused at once, before a model loads.
+        let claim = claim_data_dir(&settings.store, settings.store.backend).await?;
         let secrets = Secrets::from_env()?;
         let embedder = build_embedder(&settings.embedding, &secrets)?;
         let llm = build_chat_model(&settings.llm, &secrets)?;
@@ -71,7 +77,13 @@ impl KnowledgeBase {
         let dense = embedder
             .as_ref()
             .map(|e| (e.id().to_owned(), e.dimension()));
-        let store = open_store(&settings.store, settings.store.backend, dense).await?;
+        let store = open_claimed(
+            &settings.store,
+            settings.store.backend,
+            dense,
+            claim.clone(),
+        )
+        .await?;
         let bm25 = Arc::new(Bm25Encoder::new());
         let retriever = Arc::new(Retriever::new(
             store.clone(),
@@ -94,6 +106,7 @@ impl KnowledgeBase {
             retriever,
             assistant,
             ingestor,
+            data_dir_lock: claim,
         })
     }
 }

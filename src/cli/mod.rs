@@ -20,6 +20,7 @@ use crate::progress::TerminalProgress;
 use crate::settings::Settings;
 use crate::terminal::{self, TerminalSink};
 
+mod busy;
 pub mod eval;
 
 /// lore: a team knowledge-base assistant.
@@ -135,8 +136,14 @@ pub enum Command {
     },
 }
 
-/// Runs one command.
+/// Runs one command. A data dir held by another lore process is refused with what to do
+/// instead: stop it, or the same request to its HTTP API.
 pub async fn run(cli: Cli) -> Result<()> {
+    let hint = busy::Hint::for_command(&cli.command);
+    run_command(cli).await.map_err(|e| hint.explain(e))
+}
+
+async fn run_command(cli: Cli) -> Result<()> {
     // Before the settings are loaded below: checking them must not depend on them loading.
     if let Command::CheckConfig { files } = &cli.command {
         return check_config(cli.config.as_deref(), files);

@@ -21,7 +21,7 @@ use lore_core::bot::turn;
 use lore_core::bot::{BotError, knowledge};
 use lore_core::ingest::load::{self, LoadLimits};
 use lore_core::ingest::pipeline::SourceOutcome;
-use lore_core::store::TenantScope;
+use lore_core::store::{StoreErrorKind, TenantScope};
 
 /// Longest question accepted, in characters.
 const MAX_QUESTION_CHARS: usize = 4000;
@@ -412,6 +412,10 @@ async fn ingest_items(
                 json!({"name": name, "status": "stored", "chunks": chunks})
             }
             Ok(SourceOutcome::Unchanged) => json!({"name": name, "status": "unchanged"}),
+            // Nothing more fits: the whole request is 507, not one item's failure.
+            Err(BotError::Store(e)) if e.kind() == StoreErrorKind::NoSpace => {
+                return Err(BotError::Store(e).into());
+            }
             Err(e) => {
                 failed += 1;
                 tracing::info!(tenant = %tenant, item = %name, error = %e, "ingest item failed");

@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::Cut;
 use lore_core::bot::BotError;
+use lore_core::store::StoreErrorKind;
 
 /// Retry-After of a transient vendor failure that came with no hint of its own.
 const UPSTREAM_RETRY_SECS: u64 = 5;
@@ -92,6 +93,10 @@ impl From<BotError> for ApiError {
             BotError::Answer(_) | BotError::Platform(_) => {
                 (StatusCode::BAD_GATEWAY, "upstream_error")
             }
+            // A full disk does not pass by itself: someone must free space (RFC 4918's 507).
+            BotError::Store(s) if s.kind() == StoreErrorKind::NoSpace => {
+                (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage")
+            }
             // A store that is down or busy comes back; tell the client when to retry.
             BotError::Store(s) if s.kind().is_transient() => {
                 (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
@@ -145,7 +150,7 @@ impl IntoResponse for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lore_core::store::{StoreError, StoreErrorKind};
+    use lore_core::store::StoreError;
 
     #[test]
     fn a_store_that_is_down_or_busy_is_503_with_retry_after() {
@@ -159,5 +164,17 @@ mod tests {
             assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR, "{kind:?}");
             assert_eq!(e.retry_after, None);
         }
+    }
+
+    #[test]
+    fn a_full_disk_is_507_without_retry_after() {
+        let e = ApiError::from(StoreError::backend(
+            StoreErrorKind::NoSpace,
+            "disk is full: 2 MiB free at /data, lore needs about 64 MiB; free space and run again",
+        ));
+        assert_eq!(e.status, StatusCode::INSUFFICIENT_STORAGE);
+        assert_eq!(e.kind, "insufficient_storage");
+        assert_eq!(e.retry_after, None);
+        assert!(e.message.contains("disk is full"), "{}", e.message);
     }
 }

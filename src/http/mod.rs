@@ -78,11 +78,20 @@ pub struct HttpParts {
 /// The surface `lore serve` runs: binds `[http] listen` and serves until shutdown.
 pub async fn serve(parts: HttpParts, settings: HttpSettings, secrets: &Secrets) -> Result<()> {
     let listen = settings.listen.clone().context("http.listen is not set")?;
+    let data_dir_lock = parts.kb.data_dir_lock.clone();
     let state = state_from(parts, settings, secrets)?;
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (http.listen)"))?;
-    tracing::info!(address = %listener.local_addr()?, "HTTP API listening");
+    let address = listener.local_addr()?;
+    // Another lore command on this data dir is refused; it names this address so the
+    // person can send the request here instead.
+    if let Some(lock) = data_dir_lock
+        && let Err(e) = lock.record_http(&address.to_string())
+    {
+        tracing::warn!(lock = %lock.path().display(), error = %e, "could not record the HTTP address");
+    }
+    tracing::info!(address = %address, "HTTP API listening");
     serve_on(listener, state).await
 }
 

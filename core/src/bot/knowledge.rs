@@ -14,7 +14,8 @@ use super::admission::KeyedLimiter;
 use super::{BotError, Core};
 use crate::ingest::document::{DocKind, Document, Section};
 use crate::ingest::load;
-use crate::ingest::pipeline::SourceOutcome;
+use crate::ingest::pipeline::{IngestError, SourceOutcome};
+use crate::store::StoreErrorKind;
 
 /// Which channels are knowledge channels, which sources each post became, and how far
 /// each backfill got.
@@ -177,7 +178,11 @@ pub async fn store_document(
         .ingestor
         .ingest_document(document, tenant)
         .await
-        .map_err(|e| BotError::Ingest(e.to_string()))?;
+        .map_err(|e| match e {
+            // A full disk is the operator's to fix, not this document's fault.
+            IngestError::Store(s) if s.kind() == StoreErrorKind::NoSpace => BotError::Store(s),
+            e => BotError::Ingest(e.to_string()),
+        })?;
     core.quota.record(tenant, &source, bytes)?;
     Ok(outcome)
 }

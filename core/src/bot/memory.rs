@@ -18,6 +18,15 @@ pub enum MemoryError {
     Sled(#[from] sled::Error),
     #[error("conversation memory: a stored turn is unreadable: {0}")]
     Decode(#[from] serde_json::Error),
+    /// Another process has the memory open (sled locks its directory), in the words of a
+    /// held data dir (`store::embedded::InUse`).
+    #[error(
+        "conversation memory at {} is in use by another lore process; one lore process uses \
+         a data dir at a time (nothing was changed): stop that one, or send the request to its \
+         HTTP API",
+        .0.display()
+    )]
+    InUse(PathBuf),
 }
 
 /// Which conversation a message belongs to.
@@ -118,6 +127,7 @@ pub fn open_db(dir: &Path) -> Result<sled::Db, MemoryError> {
         Ok(db) => Ok(db),
         // A lock held by another process, a permission or a full disk is not corruption:
         // moving the directory aside would lose every conversation for nothing.
+        Err(e) if is_held(&e) => Err(MemoryError::InUse(dir.to_owned())),
         Err(e) if !is_corruption(&e) => Err(e.into()),
         Err(e) => {
             let aside = PathBuf::from(format!("{}.corrupt-{}", dir.display(), unix_now()));
@@ -132,6 +142,12 @@ pub fn open_db(dir: &Path) -> Result<sled::Db, MemoryError> {
             Ok(sled::open(dir)?)
         }
     }
+}
+
+/// Whether sled could not lock the directory: another process has it open. sled 0.34 says
+/// so only in the text of an `Other` I/O error.
+fn is_held(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().starts_with("could not acquire lock"))
 }
 
 /// Whether sled's error means the files are unreadable (rather than unreachable).
@@ -426,7 +442,12 @@ mod tests {
         let first = open_db(&path).unwrap();
         first.insert(b"k", b"kept").unwrap();
         let err = open_db(&path).expect_err("a second open of a held directory fails");
-        assert!(err.to_string().contains("conversation memory"), "{err}");
+        assert!(matches!(err, MemoryError::InUse(_)), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains("conversation memory") && text.contains("in use by another lore process"),
+            "{text}"
+        );
         let moved = std::fs::read_dir(dir.path())
             .unwrap()
             .filter_map(|e| e.ok())

@@ -15,6 +15,9 @@ pub enum StoreErrorKind {
     /// What was asked is wrong: bad settings, a vector of the wrong size, a query the store
     /// cannot answer.
     Invalid,
+    /// The disk holding the store is (nearly) full: the write was refused before it began,
+    /// since the engine's memory-mapped files would otherwise fail with a signal.
+    NoSpace,
     /// Anything else: a failure inside the store or lore.
     Internal,
 }
@@ -42,6 +45,10 @@ pub enum StoreError {
         kind: StoreErrorKind,
         reason: String,
     },
+    /// The embedded store's data dir is held by another lore process (one writer per data
+    /// dir); who holds it is in the error, for a message that says what to do.
+    #[error("{0}")]
+    InUse(Box<super::embedded::InUse>),
     /// The blocking task running a call panicked or was cancelled.
     #[error("knowledge store task failed: {0}")]
     Task(String),
@@ -74,6 +81,7 @@ impl StoreError {
     pub fn kind(&self) -> StoreErrorKind {
         match self {
             Self::Open { kind, .. } | Self::Backend { kind, .. } => *kind,
+            Self::InUse(_) => StoreErrorKind::Busy,
             Self::Task(_) => StoreErrorKind::Internal,
         }
     }

@@ -12,7 +12,7 @@ mod settings;
 pub mod synthetic;
 
 pub use error::{StoreError, StoreErrorKind};
-pub use open::open_store;
+pub use open::{claim_data_dir, open_claimed, open_store};
 pub use schema::{chunk_point_id, lore_terms, scope_terms, tenant_key, tenant_terms};
 pub use settings::{StoreBackend, StoreSettings};
 

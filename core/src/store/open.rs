@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::embedded::EmbeddedStore;
+use super::embedded::{DataDirLock, EmbeddedStore};
 use super::qdrant::{QdrantStore, ServerConfig};
 use super::{KnowledgeStore, StoreBackend, StoreError, StoreSettings};
 
@@ -13,13 +13,49 @@ pub async fn open_store(
     backend: StoreBackend,
     dense: Option<(String, usize)>,
 ) -> Result<Arc<dyn KnowledgeStore>, StoreError> {
+    let claim = claim_data_dir(settings, backend).await?;
+    open_claimed(settings, backend, dense, claim).await
+}
+
+/// Takes the data dir for this process when `backend` keeps the store in it (embedded): one
+/// lore process per data dir, refused at once with [`StoreError::InUse`] naming the holder.
+/// `lore` claims before anything slow (loading a model), then opens with [`open_claimed`].
+pub async fn claim_data_dir(
+    settings: &StoreSettings,
+    backend: StoreBackend,
+) -> Result<Option<Arc<DataDirLock>>, StoreError> {
+    match backend {
+        StoreBackend::Embedded => {
+            let dir = settings.data_dir.clone();
+            let lock = tokio::task::spawn_blocking(move || DataDirLock::acquire(&dir)).await??;
+            Ok(Some(Arc::new(lock)))
+        }
+        StoreBackend::Qdrant => Ok(None),
+    }
+}
+
+/// [`open_store`] with the data dir already claimed ([`claim_data_dir`]); an embedded store
+/// keeps the claim for as long as it is open.
+pub async fn open_claimed(
+    settings: &StoreSettings,
+    backend: StoreBackend,
+    dense: Option<(String, usize)>,
+    claim: Option<Arc<DataDirLock>>,
+) -> Result<Arc<dyn KnowledgeStore>, StoreError> {
     Ok(match backend {
         StoreBackend::Embedded => {
             let dir = settings.knowledge_dir();
             let ef = settings.hnsw_ef;
+            let claim = match claim {
+                Some(claim) => claim,
+                None => claim_data_dir(settings, backend)
+                    .await?
+                    .expect("the embedded backend claims its data dir"),
+            };
             Arc::new(
                 tokio::task::spawn_blocking(move || {
-                    EmbeddedStore::open(&dir, dense).map(|s| s.with_search_ef(ef))
+                    EmbeddedStore::open_in_data_dir(claim, &dir, dense)
+                        .map(|s| s.with_search_ef(ef))
                 })
                 .await??,
             )

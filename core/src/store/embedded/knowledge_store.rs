@@ -154,7 +154,8 @@ impl KnowledgeStore for EmbeddedStore {
 
     async fn flush(&self) -> Result<(), StoreError> {
         // The engine does not replay its WAL on open: what is not flushed is lost on a kill.
-        self.write(|shard| {
+        // Never refused for space: it only makes what was written durable.
+        self.exclusive(|shard| {
             shard.flush();
             Ok(())
         })

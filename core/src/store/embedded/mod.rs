@@ -3,12 +3,17 @@
 
 mod knowledge_store;
 mod layout;
+mod lock;
 mod manifest;
 mod points;
 mod query;
+mod recover;
+mod space;
 #[cfg(test)]
 mod tests;
 mod upgrade;
+
+pub use lock::{DataDirLock, Holder, InUse, LOCK_FILE};
 
 use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
@@ -23,6 +28,8 @@ use manifest::{MANIFEST, Manifest, describe, write_manifest};
 
 /// Held for as long as a store is open, so a second open (another lore process, or the
 /// same one) is refused as busy before the engine or the format upgrade touches anything.
+/// `lore` itself takes the data dir's [`DataDirLock`] first; this one also guards stores
+/// opened on their own (bench, eval, tests).
 const LOCK: &str = "lore-store.lock";
 
 /// The embedded Qdrant store.
@@ -36,6 +43,8 @@ pub struct EmbeddedStore {
     search_ef: usize,
     /// The directory lock; released when the store is dropped.
     _lock: File,
+    /// The data dir's lock when opened as lore opens it ([`Self::open_in_data_dir`]).
+    _data_dir: Option<Arc<DataDirLock>>,
 }
 
 impl EmbeddedStore {
@@ -94,6 +103,9 @@ impl EmbeddedStore {
             }
             shard
         } else {
+            // Engine files over which creation was cut off are moved aside by
+            // `open_in_data_dir`; here the directory holds at most the lock file.
+            space::ensure(path, space::create_need(dense.is_some()))?;
             let shard =
                 EdgeShard::new(path, edge_config(dense.as_ref().map(|d| d.1))).map_err(engine)?;
             create_payload_indexes(&shard).map_err(engine)?;
@@ -106,7 +118,22 @@ impl EmbeddedStore {
             shard: Arc::new(RwLock::new(shard)),
             search_ef: DEFAULT_SEARCH_EF,
             _lock: lock,
+            _data_dir: None,
         })
+    }
+
+    /// Opens (or creates) the store at `path` inside a data dir whose lock the caller holds
+    /// (`lore` takes it before anything else): a creation that was interrupted is moved
+    /// aside first, then the store opens as [`Self::open`] does and keeps the lock.
+    pub fn open_in_data_dir(
+        lock: Arc<DataDirLock>,
+        path: &Path,
+        dense: Option<(String, usize)>,
+    ) -> Result<Self, StoreError> {
+        recover::move_aside_partial(path)?;
+        let mut store = Self::open(path, dense)?;
+        store._data_dir = Some(lock);
+        Ok(store)
     }
 
     /// Sets the HNSW beam width of dense queries (`[store] hnsw_ef`; 0 keeps lore's default,
@@ -129,8 +156,22 @@ impl EmbeddedStore {
         .await?
     }
 
-    /// Runs `f` on a blocking thread with exclusive access to the shard.
+    /// Runs `f` on a blocking thread with exclusive access to the shard, after checking
+    /// there is room for what a write may map (see `space`).
     async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&EdgeShard) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let path = self.path.clone();
+        self.exclusive(move |shard| {
+            space::ensure(&path, space::write_need(&path))?;
+            f(shard)
+        })
+        .await
+    }
+
+    /// Runs `f` on a blocking thread with exclusive access to the shard.
+    async fn exclusive<T: Send + 'static>(
         &self,
         f: impl FnOnce(&EdgeShard) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
@@ -155,8 +196,8 @@ fn lock_dir(path: &Path) -> Result<File, (StoreErrorKind, String)> {
         Ok(()) => Ok(file),
         Err(TryLockError::WouldBlock) => Err((
             StoreErrorKind::Busy,
-            "another lore process has this store open (lore serve?); stop it, or use the \
-             Qdrant server backend for several processes"
+            "it is in use by another lore process (lore serve?); one lore process uses a \
+             store at a time: stop that one, or use the Qdrant server backend for several"
                 .to_owned(),
         )),
         Err(TryLockError::Error(e)) => {
@@ -182,6 +223,12 @@ fn engine_kind(e: &OperationError) -> StoreErrorKind {
         | OperationError::ValidationError { .. }
         | OperationError::WrongSparse
         | OperationError::WrongMulti => StoreErrorKind::Invalid,
+        // The engine reports I/O failures as text only; ENOSPC is the one a person can fix.
+        OperationError::ServiceError { description, .. }
+            if description.contains("No space left on device") =>
+        {
+            StoreErrorKind::NoSpace
+        }
         _ => StoreErrorKind::Internal,
     }
 }
