@@ -241,7 +241,8 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// A 3 MiB file system (tmpfs in a user and mount namespace of its own, so no root is
 /// needed): `lore ingest` ends with exit code 1 and "disk is full", never SIGBUS; after the
-/// file system grows, the same ingest succeeds. Skipped where unprivileged namespaces are
+/// file system grows, the same ingest succeeds; filled to the last byte, the existing store
+/// refuses to open with the same message, and opens once the space is freed. Skipped where unprivileged namespaces are
 /// off.
 #[test]
 fn a_full_disk_is_an_error_and_the_store_opens_once_space_is_freed() {
@@ -252,7 +253,11 @@ fn a_full_disk_is_an_error_and_the_store_opens_once_space_is_freed() {
         "mount -t tmpfs -o size=3m tmpfs {m} || exit 90
          {lore} ingest {d} >{m}/../out1 2>{m}/../err1; echo \"first=$?\"
          mount -o remount,size=400m {m} || exit 91
-         {lore} ingest {d} >{m}/../out2 2>{m}/../err2; echo \"second=$?\"",
+         {lore} ingest {d} >{m}/../out2 2>{m}/../err2; echo \"second=$?\"
+         dd if=/dev/zero of={m}/fill bs=1M 2>/dev/null
+         {lore} search oolong >{m}/../out3 2>{m}/../err3; echo \"full=$?\"
+         rm {m}/fill
+         {lore} search oolong >{m}/../out4 2>{m}/../err4; echo \"freed=$?\"",
         m = mount.path().join("fs").display(),
         d = docs.path().display(),
     );
@@ -291,4 +296,9 @@ fn a_full_disk_is_an_error_and_the_store_opens_once_space_is_freed() {
         "{}",
         read("out2")
     );
+    // A store that exists, on a disk filled to the last byte: opening it even to read is
+    // refused with the same message (loading maps WAL pages), and works once space is freed.
+    assert!(report.contains("full=1"), "{report}\n{}", read("err3"));
+    assert!(read("err3").contains("disk is full"), "{}", read("err3"));
+    assert!(report.contains("freed=0"), "{report}\n{}", read("err4"));
 }

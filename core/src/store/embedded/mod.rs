@@ -83,6 +83,9 @@ impl EmbeddedStore {
                     ),
                 ));
             }
+            // Loading reopens the WAL and may map a fresh segment: on a full disk the first
+            // write to it would be SIGBUS, so even a read-only command checks first.
+            space::ensure(path, space::write_need(path))?;
             let shard = EdgeShard::load(path, None).map_err(engine)?;
             if shard.config().hnsw_config != hnsw_layout() {
                 // A store from an older lore: the engine's config-mismatch optimiser rebuilds
