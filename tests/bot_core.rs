@@ -8,8 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use lore::settings::Settings;
 use lore_chat::{
-    Addressing, Attachment, Author, ChannelHistory, ChatError, ChatHandler, Download, EventKind,
-    HistoryPage, IncomingEvent, MessageHandle, ReplySink, SlashCommand,
+    Addressing, Attachment, Author, ChannelHistory, ChatError, ChatHandler, ChunkSink, Download,
+    EventKind, HistoryPage, IncomingEvent, MessageHandle, ReplySink, SlashCommand,
 };
 use lore_core::bot::Engine;
 use lore_core::bot::reply::Streamer;
@@ -533,8 +533,9 @@ struct Bytes(Vec<u8>);
 
 #[async_trait]
 impl Download for Bytes {
-    async fn download(&self, _max: u64) -> Result<Vec<u8>, ChatError> {
-        Ok(self.0.clone())
+    async fn download(&self, _max: u64, sink: &mut dyn ChunkSink) -> Result<u64, ChatError> {
+        sink.write(&self.0).await?;
+        Ok(self.0.len() as u64)
     }
 }
 
