@@ -35,7 +35,7 @@ for i in $(seq 1 "$n"); do
         yes "Upload $i: oolong tea is partly oxidised and grown in Fujian and Taiwan." |
             head -c "${size}M" >"$work/files/upload-$i.txt"
     else
-        head -c "${size}M" /dev/urandom >"$work/files/upload-$i.pdf"
+        head -c "${size}M" /dev/urandom >"$work/files/upload-$i.$kind"
     fi
 done
 
@@ -72,13 +72,15 @@ hwm_before=$(kib VmHWM)
 sampler=$!
 
 started=$(date +%s.%N)
+uploads=()
 for i in $(seq 1 "$n"); do
     curl -s -o "$work/reply-$i.json" -w "%{http_code}\n" \
         -H "Authorization: Bearer $token" \
         -F "file=@$work/files/upload-$i.$kind" \
         "http://127.0.0.1:$port/v1/ingest" >"$work/status-$i" &
+    uploads+=($!)
 done
-wait $(jobs -p | grep -vx "$sampler") 2>/dev/null || true
+wait "${uploads[@]}" || true
 ended=$(date +%s.%N)
 sleep 0.1
 kill "$sampler" 2>/dev/null || true
