@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use lore_chat::{
-    Attachment, ChannelHistory, ChatError, ChatHandler, Download, EventKind, HistoryPage,
-    ReplySink, SlashCommand,
+    Attachment, ChannelHistory, ChatError, ChatHandler, ChunkSink, Download, EventKind,
+    HistoryPage, ReplySink, SlashCommand,
 };
 use lore_core::bot::reply::Streamer;
 use scripted::*;
@@ -412,8 +412,9 @@ struct Bytes(Vec<u8>);
 
 #[async_trait]
 impl Download for Bytes {
-    async fn download(&self, _max: u64) -> Result<Vec<u8>, ChatError> {
-        Ok(self.0.clone())
+    async fn download(&self, _max: u64, sink: &mut dyn ChunkSink) -> Result<u64, ChatError> {
+        sink.write(&self.0).await?;
+        Ok(self.0.len() as u64)
     }
 }
 

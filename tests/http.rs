@@ -103,19 +103,21 @@ async fn the_api_answers_ingests_and_keeps_tenants_apart() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["grounded"], false, "{}", r.text);
     assert_eq!(llm.requests().len(), before);
+    // Without a conversation_id the question is one-shot: no id comes back to continue.
+    assert!(r.json.get("conversation_id").is_none(), "{}", r.text);
 
-    // A plain answer with its citation and a conversation id.
+    // A plain answer with its citation, in a conversation the client names.
     let r = post_json(
         &server.url("/v1/ask"),
         Some(READER),
-        &json!({"question": QUESTION}),
+        &json!({"question": QUESTION, "conversation_id": "tea-1"}),
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["answer"], ANSWER.concat());
     assert_eq!(r.json["citations"][0]["source"], "tea-notes.md");
     let conversation = r.json["conversation_id"].as_str().unwrap().to_owned();
-    assert!(!conversation.is_empty());
+    assert_eq!(conversation, "tea-1");
 
     // The same conversation, streamed: deltas, then the whole answer; the follow-up was
     // condensed with the remembered turn (a non-streamed call carrying the first question).
@@ -246,7 +248,9 @@ async fn the_api_answers_ingests_and_keeps_tenants_apart() {
         "lore_llm_tokens_total{vendor=",
         "lore_ingest_sources_total{outcome=\"stored\"} 1",
         "lore_store_chunks",
-        "lore_memory_conversations 2",
+        // Only the named conversation (tea-1) is remembered: the one-shot questions (other
+        // tenant's, the OpenAI-compatible calls) store nothing since issue 16.
+        "lore_memory_conversations 1",
     ] {
         assert!(metrics.contains(needle), "no {needle} in\n{metrics}");
     }
@@ -687,4 +691,86 @@ async fn vendor_failures_are_503_with_retry_after_when_transient_and_502_otherwi
         assert!(r.json["error"]["message"].is_string(), "{}", r.text);
         assert!(!llm.requests().is_empty(), "the model was asked");
     }
+}
+
+/// The `lore_memory_conversations` gauge of /metrics.
+async fn remembered_conversations(server: &Server) -> String {
+    let metrics = get(&server.url("/metrics"), None).await.text;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("lore_memory_conversations "))
+        .unwrap_or_else(|| panic!("no lore_memory_conversations in\n{metrics}"))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_shot_questions_store_nothing_and_conversations_are_capped() {
+    let llm = FakeLlm::start(&ANSWER, false).await;
+    let data = tempfile::tempdir().unwrap();
+    let mut env = generous_limits();
+    env.push(("LORE_BOT__MEMORY_MAX_CONVERSATIONS", "3"));
+    let server = Server::start(data.path(), Some(&llm), &env).await;
+    ingest_notes(&server).await;
+
+    // Questions without a conversation_id, plain and streamed, leave no memory behind.
+    for _ in 0..3 {
+        let r = post_json(
+            &server.url("/v1/ask"),
+            Some(READER),
+            &json!({"question": QUESTION}),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.json["answer"], ANSWER.concat());
+        assert!(r.json.get("conversation_id").is_none(), "{}", r.text);
+    }
+    let mut events = Events::open(
+        &server.url("/v1/ask"),
+        READER,
+        &json!({"question": QUESTION, "stream": true}),
+    )
+    .await;
+    let all = events.rest().await;
+    assert_eq!(all.last().unwrap().0, "done", "{all:?}");
+    assert_eq!(remembered_conversations(&server).await, "0");
+
+    // Named conversations are remembered, at most three per platform and tenant: of five,
+    // the two used least recently are forgotten.
+    for i in 0..5 {
+        let r = post_json(
+            &server.url("/v1/ask"),
+            Some(READER),
+            &json!({"question": QUESTION, "conversation_id": format!("c{i}")}),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.json["conversation_id"], format!("c{i}"));
+    }
+    assert_eq!(remembered_conversations(&server).await, "3");
+    // Continuing the newest one condenses the follow-up with its remembered turn; the
+    // oldest starts over with no history (no condensing call).
+    let condensing_calls = |llm: &FakeLlm| {
+        llm.requests()
+            .iter()
+            .filter(|r| r["stream"] != json!(true))
+            .count()
+    };
+    let before = condensing_calls(&llm);
+    let r = post_json(
+        &server.url("/v1/ask"),
+        Some(READER),
+        &json!({"question": QUESTION, "conversation_id": "c4"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(condensing_calls(&llm), before + 1, "c4 was remembered");
+    let r = post_json(
+        &server.url("/v1/ask"),
+        Some(READER),
+        &json!({"question": QUESTION, "conversation_id": "c0"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(condensing_calls(&llm), before + 1, "c0 was forgotten");
+    assert_eq!(remembered_conversations(&server).await, "3");
 }

@@ -18,6 +18,7 @@ use super::{ApiError, Cut, HttpState, PLATFORM};
 use lore_core::answer::{Answer, Citation};
 use lore_core::bot::memory::ConversationKey;
 use lore_core::bot::turn;
+use lore_core::bot::uploads::Spooled;
 use lore_core::bot::{BotError, knowledge};
 use lore_core::ingest::load::{self, LoadLimits};
 use lore_core::ingest::pipeline::SourceOutcome;
@@ -67,9 +68,10 @@ fn new_conversation_id() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
-fn conversation_id(given: Option<String>) -> Result<String, ApiError> {
+/// The conversation a question continues; None for a one-shot question.
+fn conversation_id(given: Option<String>) -> Result<Option<String>, ApiError> {
     let Some(id) = given else {
-        return Ok(new_conversation_id());
+        return Ok(None);
     };
     let ok = (1..=128).contains(&id.len())
         && id
@@ -80,7 +82,7 @@ fn conversation_id(given: Option<String>) -> Result<String, ApiError> {
             "conversation_id must be 1-128 characters of A-Z a-z 0-9 _ . -",
         ));
     }
-    Ok(id)
+    Ok(Some(id))
 }
 
 #[derive(Debug, Deserialize)]
@@ -100,11 +102,13 @@ struct AskResponse {
     answer: String,
     grounded: bool,
     citations: Vec<Citation>,
-    conversation_id: String,
+    /// Absent for a one-shot question (nothing was remembered to continue).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    conversation_id: Option<String>,
 }
 
 impl AskResponse {
-    fn new(answer: Answer, conversation_id: String) -> Self {
+    fn new(answer: Answer, conversation_id: Option<String>) -> Self {
         Self {
             answer: answer.text,
             grounded: answer.grounded,
@@ -115,7 +119,9 @@ impl AskResponse {
 }
 
 /// `POST /v1/ask`: one turn of the caller's conversation (keyed by token and id, so two
-/// callers never share a history), through the bot core's path.
+/// callers never share a history), through the bot core's path. Without a
+/// `conversation_id` the question is one-shot: answered with no history, and nothing is
+/// remembered after it (so anonymous calls cannot grow the memory store).
 pub async fn ask(
     State(state): State<Arc<HttpState>>,
     Extension(principal): Extension<Principal>,
@@ -125,18 +131,25 @@ pub async fn ask(
     let tenant = tenant_of(&principal, request.tenant.as_deref())?;
     let question = question_text(&request.question)?;
     let conversation_id = conversation_id(request.conversation_id)?;
+    // A one-shot question gets a channel of its own for the rate limits, as before.
+    let channel = conversation_id.clone().unwrap_or_else(new_conversation_id);
     let key = ConversationKey {
         platform: PLATFORM.to_owned(),
         tenant,
-        channel: format!("{}/{conversation_id}", principal.user),
+        channel: format!("{}/{channel}", principal.user),
         thread: None,
     };
+    let remembered = conversation_id.is_some();
     state.core.admit(&principal.user, &key)?;
     if !request.stream {
         let answer = state
             .bounded(async {
                 let _slot = state.core.slot().await;
-                turn::answer_turn(&state.core, &key, &principal.user, &question, None).await
+                if remembered {
+                    turn::answer_turn(&state.core, &key, &principal.user, &question, None).await
+                } else {
+                    turn::answer_once(&state.core, &key, &question, None).await
+                }
             })
             .await??;
         return Ok(Json(AskResponse::new(answer, conversation_id)).into_response());
@@ -155,16 +168,15 @@ pub async fn ask(
         };
         let work = async {
             let _slot = state.core.slot().await;
-            let (answer, ()) = tokio::join!(
-                turn::answer_turn(
-                    &state.core,
-                    &key,
-                    &principal.user,
-                    &question,
-                    Some(deltas_tx)
-                ),
-                forward
-            );
+            let turn = async {
+                if remembered {
+                    let user = &principal.user;
+                    turn::answer_turn(&state.core, &key, user, &question, Some(deltas_tx)).await
+                } else {
+                    turn::answer_once(&state.core, &key, &question, Some(deltas_tx)).await
+                }
+            };
+            let (answer, ()) = tokio::join!(turn, forward);
             answer
         };
         let last = match state.bounded(work).await {
@@ -259,61 +271,68 @@ pub async fn search(
     Ok(Json(json!({"evidence": retrieval.evidence, "hits": hits})))
 }
 
-/// Uploaded bytes, handed to the core's attachment loader like a chat attachment.
-struct Uploaded(Vec<u8>);
-
-#[async_trait::async_trait]
-impl lore_chat::Download for Uploaded {
-    async fn download(&self, max_bytes: u64) -> Result<Vec<u8>, lore_chat::ChatError> {
-        if self.0.len() as u64 > max_bytes {
-            return Err(lore_chat::ChatError::other(
-                "the file is over the size limit",
-            ));
-        }
-        Ok(self.0.clone())
-    }
-}
-
 /// One item of an ingest request.
 enum Item {
-    File { name: String, bytes: Vec<u8> },
+    /// An upload, whole in its temporary file.
+    File {
+        kind: lore_core::ingest::document::DocKind,
+        spooled: Spooled,
+    },
+    /// A file refused before it was spooled (its type is not one lore reads).
+    Refused {
+        name: String,
+        error: BotError,
+    },
     Url(String),
 }
 
 /// `POST /v1/ingest`: files and URLs into the caller's tenant, within its quota; each item
-/// gets its own result, and one bad item does not stop the others.
+/// gets its own result, and one bad item does not stop the others. Files stream to
+/// temporary files within the budget of uploads in flight (`ingest.max_inflight_mib`): a
+/// request that finds no room is refused with 503 `uploads_busy`, and a file over
+/// `ingest.max_file_mib` with 413 as soon as it passes the limit.
 pub async fn ingest(
     State(state): State<Arc<HttpState>>,
     Extension(principal): Extension<Principal>,
+    headers: axum::http::HeaderMap,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<Response, ApiError> {
     let multipart = multipart
         .map_err(|e| ApiError::bad_request(format!("expected multipart/form-data: {e}")))?;
+    let length = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     let state2 = state.clone();
     state
-        .bounded(ingest_items(state2, principal, multipart))
+        .bounded(ingest_items(state2, principal, length, multipart))
         .await?
+}
+
+/// A multipart read error as a response (its own status: 400, or 413 past the body limit).
+fn read_failed(what: &str, e: axum::extract::multipart::MultipartError) -> ApiError {
+    let mut err = ApiError::bad_request(format!("reading {what} failed: {}", e.body_text()));
+    err.status = e.status();
+    err
 }
 
 async fn ingest_items(
     state: Arc<HttpState>,
     principal: Principal,
+    length: Option<u64>,
     mut multipart: Multipart,
 ) -> Result<Response, ApiError> {
     let core = &state.core;
     let max = core.max_file_bytes();
+    // The budget of this request's files, held until every item is stored.
+    let mut reservation = core.uploads.reservation();
     let mut items = Vec::new();
     let mut requested_tenant = None;
     loop {
-        let field = match multipart.next_field().await {
+        let mut field = match multipart.next_field().await {
             Ok(Some(field)) => field,
             Ok(None) => break,
-            Err(e) => {
-                let mut err =
-                    ApiError::bad_request(format!("reading the upload failed: {}", e.body_text()));
-                err.status = e.status();
-                return Err(err);
-            }
+            Err(e) => return Err(read_failed("the upload", e)),
         };
         let name = field.name().unwrap_or("").to_owned();
         match name.as_str() {
@@ -329,17 +348,37 @@ async fn ingest_items(
                 if file_name.is_empty() {
                     return Err(ApiError::bad_request("a file field needs a file name"));
                 }
-                let bytes = field.bytes().await.map_err(|e| {
-                    let mut err = ApiError::bad_request(format!(
-                        "reading {file_name} failed: {}",
-                        e.body_text()
-                    ));
-                    err.status = e.status();
-                    err
-                })?;
+                let Some(kind) = load::kind_for_path(std::path::Path::new(&file_name)) else {
+                    // Not spooled: its bytes are read past and dropped chunk by chunk.
+                    while field
+                        .chunk()
+                        .await
+                        .map_err(|e| read_failed(&file_name, e))?
+                        .is_some()
+                    {}
+                    items.push(Item::Refused {
+                        error: BotError::Unsupported(file_name.clone()),
+                        name: file_name,
+                    });
+                    continue;
+                };
+                // The request's length bounds its files: reserved up front (up to the file
+                // limit) by the first file, so concurrent uploads queue for the budget
+                // instead of each holding part of it; bytes past it are covered as they come.
+                let mut spool = core.uploads.spool(&file_name, max, &mut reservation)?;
+                if let Some(length) = length {
+                    spool.reserve(length.min(max)).await?;
+                }
+                while let Some(chunk) = field
+                    .chunk()
+                    .await
+                    .map_err(|e| read_failed(&file_name, e))?
+                {
+                    spool.write(&chunk).await?;
+                }
                 items.push(Item::File {
-                    name: file_name,
-                    bytes: bytes.to_vec(),
+                    kind,
+                    spooled: spool.finish().await?,
                 });
             }
             "url" | "tenant" => {
@@ -378,20 +417,18 @@ async fn ingest_items(
     let mut failed = 0;
     for item in items {
         let (name, outcome) = match item {
-            Item::File { name, bytes } => {
-                let attachment = lore_chat::Attachment {
-                    name: name.clone(),
-                    size: bytes.len() as u64,
-                    content_type: None,
-                    handle: Arc::new(Uploaded(bytes)),
-                };
+            Item::File { kind, spooled } => {
+                let name = spooled.name.clone();
                 let outcome = async {
-                    let doc = knowledge::load_attachment(&attachment, name.clone(), max).await?;
+                    let doc = knowledge::load_spooled(&spooled, kind, name.clone()).await?;
+                    // The bytes on disk are no longer needed once the text is loaded.
+                    drop(spooled);
                     knowledge::store_document(core, &tenant, doc).await
                 }
                 .await;
                 (name, outcome)
             }
+            Item::Refused { name, error } => (name, Err(error)),
             Item::Url(url) => {
                 let outcome = async {
                     if !(url.starts_with("https://") || url.starts_with("http://")) {
@@ -423,6 +460,7 @@ async fn ingest_items(
             }
         });
     }
+    drop(reservation);
     if stored_any {
         state.kb.store.commit().await?;
     }

@@ -86,6 +86,8 @@ impl From<BotError> for ApiError {
             BotError::Usage(_) => (StatusCode::BAD_REQUEST, "invalid_request_error"),
             BotError::Unsupported(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_file"),
             BotError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            // Other uploads hold the whole `ingest.max_inflight_mib` budget.
+            BotError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "uploads_busy"),
             BotError::Ingest(_) => (StatusCode::UNPROCESSABLE_ENTITY, "ingest_error"),
             BotError::Answer(a) if a.retry_later().is_some() => {
                 (StatusCode::SERVICE_UNAVAILABLE, "upstream_unavailable")
@@ -107,6 +109,7 @@ impl From<BotError> for ApiError {
         };
         let retry_after = match &e {
             BotError::RateLimited(r) => Some(r.seconds()),
+            BotError::Busy { retry_after_secs } => Some(*retry_after_secs),
             // The vendor's own hint, rounded up; without one, a short wait a client can honour.
             BotError::Answer(a) => a.retry_later().map(|hint| {
                 hint.map_or(UPSTREAM_RETRY_SECS, |d| {

@@ -103,7 +103,8 @@ async fn probe(llm: &lore_core::llm::LlmSettings) -> Result<(), String> {
     }
 }
 
-/// Prometheus text; store size and remembered conversations are read at scrape time.
+/// Prometheus text; store size, remembered conversations and the bytes of uploads in
+/// flight are read at scrape time.
 pub async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
     if let Ok(stats) = state.kb.store.stats().await {
         metrics::gauge!("lore_store_chunks").set(stats.chunks as f64);
@@ -111,6 +112,7 @@ pub async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
     }
     metrics::gauge!("lore_memory_conversations").set(state.core.memory.len() as f64);
     metrics::gauge!("lore_questions_waiting").set(state.core.backlog() as f64);
+    metrics::gauge!("lore_uploads_inflight_bytes").set(state.core.uploads.in_flight_bytes() as f64);
     (
         [(
             header::CONTENT_TYPE,

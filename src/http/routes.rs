@@ -309,13 +309,13 @@ fn schemas() -> Value {
         "Citation": citation,
         "AskRequest": {"type": "object", "required": ["question"], "properties": {
             "question": {"type": "string"},
-            "conversation_id": {"type": "string", "description": "1-128 of A-Z a-z 0-9 _ . -; a new one is made when absent"},
+            "conversation_id": {"type": "string", "description": "1-128 of A-Z a-z 0-9 _ . -; continues that conversation; when absent the question is one-shot and nothing is remembered"},
             "tenant": {"type": "string", "description": "must be the token's tenant if given"},
             "stream": {"type": "boolean", "default": false}}},
         "AskResponse": {"type": "object", "properties": {
             "answer": {"type": "string"}, "grounded": {"type": "boolean"},
             "citations": {"type": "array", "items": {"$ref": "#/components/schemas/Citation"}},
-            "conversation_id": {"type": "string"}}},
+            "conversation_id": {"type": "string", "description": "the conversation continued; absent for a one-shot question"}}},
         "SearchRequest": {"type": "object", "required": ["query"], "properties": {
             "query": {"type": "string"}, "tenant": {"type": "string"},
             "top_k": {"type": "integer", "minimum": 1, "maximum": 50}}},

@@ -67,11 +67,29 @@ pub enum EventKind {
     Deleted,
 }
 
+/// Where a download's bytes go as they arrive (the core spools them to a temporary file
+/// within its byte budget), so no attachment is ever held whole in memory.
+#[async_trait]
+pub trait ChunkSink: Send {
+    /// Takes the next chunk; an error stops the download (the sink keeps its own reason).
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), ChatError>;
+}
+
 /// Downloads an attachment's bytes on demand, so only ingested files are fetched.
 #[async_trait]
 pub trait Download: Send + Sync {
-    /// The bytes, refusing (with an error) anything larger than `max_bytes`.
-    async fn download(&self, max_bytes: u64) -> Result<Vec<u8>, ChatError>;
+    /// Writes the bytes into `sink` chunk by chunk, failing as soon as they would pass
+    /// `max_bytes` (before writing the chunk that passes it); returns the bytes written.
+    async fn download(&self, max_bytes: u64, sink: &mut dyn ChunkSink) -> Result<u64, ChatError>;
+}
+
+/// A sink that keeps the bytes in memory, for tests and tiny in-process attachments.
+#[async_trait]
+impl ChunkSink for Vec<u8> {
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), ChatError> {
+        self.extend_from_slice(chunk);
+        Ok(())
+    }
 }
 
 /// A file attached to a message.

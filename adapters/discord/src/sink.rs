@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
-use lore_chat::{ChannelHistory, ChatError, Download, HistoryPage, MessageHandle, ReplySink};
+use lore_chat::{
+    ChannelHistory, ChatError, ChunkSink, Download, HistoryPage, MessageHandle, ReplySink,
+};
 use serenity::all::{
     ChannelId, CommandInteraction, CreateAllowedMentions, CreateInteractionResponseFollowup,
     CreateMessage, EditInteractionResponse, EditMessage, GetMessages, Http, MessageId,
@@ -331,7 +333,7 @@ pub struct CdnFile {
 
 #[async_trait]
 impl Download for CdnFile {
-    async fn download(&self, max_bytes: u64) -> Result<Vec<u8>, ChatError> {
+    async fn download(&self, max_bytes: u64, sink: &mut dyn ChunkSink) -> Result<u64, ChatError> {
         let too_large = || {
             ChatError::other(format!(
                 "{} is larger than the {} byte limit",
@@ -352,18 +354,20 @@ impl Download for CdnFile {
         if response.content_length().is_some_and(|n| n > max_bytes) {
             return Err(too_large());
         }
-        let mut bytes = Vec::with_capacity(self.size.min(max_bytes) as usize);
+        // Chunk by chunk into the core's sink: nothing here holds the file.
+        let mut written = 0u64;
         while let Some(chunk) = response
             .chunk()
             .await
             .map_err(|e| download_error(&self.name, &e))?
         {
-            if (bytes.len() + chunk.len()) as u64 > max_bytes {
+            if written + chunk.len() as u64 > max_bytes {
                 return Err(too_large());
             }
-            bytes.extend_from_slice(&chunk);
+            sink.write(&chunk).await?;
+            written += chunk.len() as u64;
         }
-        Ok(bytes)
+        Ok(written)
     }
 }
 

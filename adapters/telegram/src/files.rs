@@ -1,17 +1,15 @@
 //! Attachments: a Telegram document is fetched only when the core ingests it, with
-//! `getFile` (which gives its size and path) and then the file download, capped in size.
+//! `getFile` (which gives its size and path) and then the file download, streamed chunk by
+//! chunk into the core's sink and capped in size.
 
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use async_trait::async_trait;
-use lore_chat::{Attachment, ChatError, Download};
+use futures::StreamExt;
+use lore_chat::{Attachment, ChatError, ChunkSink, Download};
 use teloxide::net::Download as _;
 use teloxide::prelude::*;
 use teloxide::types::{Document, FileId};
-use tokio::io::AsyncWrite;
 
 use crate::failure;
 use crate::redact::Redactor;
@@ -51,7 +49,7 @@ struct DocumentDownload {
 
 #[async_trait]
 impl Download for DocumentDownload {
-    async fn download(&self, max_bytes: u64) -> Result<Vec<u8>, ChatError> {
+    async fn download(&self, max_bytes: u64, sink: &mut dyn ChunkSink) -> Result<u64, ChatError> {
         let redactor = &self.files.redactor;
         let file = self
             .files
@@ -75,48 +73,23 @@ impl Download for DocumentDownload {
                 "the file has {size} bytes, over the limit of {max_bytes}"
             )));
         }
-        let mut sink = Capped {
-            bytes: Vec::with_capacity(size.min(max_bytes) as usize),
-            max: max_bytes,
-        };
-        self.files
-            .bot
-            .download_file(&file.path, &mut sink)
-            .await
-            .map_err(|e| failure::download_error(&e, redactor))?;
-        Ok(sink.bytes)
-    }
-}
-
-/// Collects a download and fails as soon as it grows past `max` bytes, whatever size
-/// `getFile` reported.
-struct Capped {
-    bytes: Vec<u8>,
-    max: u64,
-}
-
-impl AsyncWrite for Capped {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        if (self.bytes.len() + buf.len()) as u64 > self.max {
-            return Poll::Ready(Err(io::Error::other(format!(
-                "the file is larger than the limit of {} bytes",
-                self.max
-            ))));
+        // Chunk by chunk into the core's sink, stopping as soon as the file grows past
+        // `max_bytes`, whatever size `getFile` reported.
+        let mut stream = std::pin::pin!(self.files.bot.download_file_stream(&file.path));
+        let mut written = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                failure::download_error(&teloxide::DownloadError::from(e), redactor)
+            })?;
+            if written + chunk.len() as u64 > max_bytes {
+                return Err(ChatError::other(format!(
+                    "the file is larger than the limit of {max_bytes} bytes"
+                )));
+            }
+            sink.write(&chunk).await?;
+            written += chunk.len() as u64;
         }
-        self.bytes.extend_from_slice(buf);
-        Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
+        Ok(written)
     }
 }
 
@@ -125,12 +98,13 @@ pub struct TextFile(pub String);
 
 #[async_trait]
 impl Download for TextFile {
-    async fn download(&self, max_bytes: u64) -> Result<Vec<u8>, ChatError> {
+    async fn download(&self, max_bytes: u64, sink: &mut dyn ChunkSink) -> Result<u64, ChatError> {
         if self.0.len() as u64 > max_bytes {
             return Err(ChatError::other(format!(
                 "the message is larger than the limit of {max_bytes} bytes"
             )));
         }
-        Ok(self.0.clone().into_bytes())
+        sink.write(self.0.as_bytes()).await?;
+        Ok(self.0.len() as u64)
     }
 }

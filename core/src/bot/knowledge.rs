@@ -11,6 +11,7 @@ use lore_chat::{Attachment, ChannelHistory, EventKind, IncomingEvent};
 use serde::{Deserialize, Serialize};
 
 use super::admission::KeyedLimiter;
+use super::uploads::{Reservation, Spooled};
 use super::{BotError, Core};
 use crate::ingest::document::{DocKind, Document, Section};
 use crate::ingest::load;
@@ -136,8 +137,12 @@ pub fn text_document(event: &IncomingEvent, source: String, text: &str) -> Optio
     })
 }
 
-/// Downloads and loads one attachment under `source`, within the file size limit.
+/// Downloads one attachment chunk by chunk into a temporary file, its bytes counted in
+/// `reservation` (the budget of uploads in flight) and refused past `max_bytes` while it
+/// streams, then loads it under `source`. Hold the reservation until the document is stored.
 pub async fn load_attachment(
+    core: &Core,
+    reservation: &mut Reservation,
     attachment: &Attachment,
     source: String,
     max_bytes: u64,
@@ -150,16 +155,33 @@ pub async fn load_attachment(
             limit_mib: max_bytes / (1024 * 1024),
         });
     }
-    let bytes = attachment
-        .handle
-        .download(max_bytes)
-        .await
-        .map_err(|e| BotError::Platform(format!("downloading {}: {e}", attachment.name)))?;
-    let doc = tokio::task::spawn_blocking(move || load::load_bytes(&source, kind, &bytes))
+    // The size the platform states is reserved up front, so two downloads never each hold
+    // half of what both need; anything past it is covered as it arrives.
+    reservation.reserve_more(attachment.size).await?;
+    let mut spool = core
+        .uploads
+        .spool(&attachment.name, max_bytes, reservation)?;
+    if let Err(e) = attachment.handle.download(max_bytes, &mut spool).await {
+        return Err(spool.take_failure().unwrap_or_else(|| {
+            BotError::Platform(format!("downloading {}: {e}", attachment.name))
+        }));
+    }
+    let spooled = spool.finish().await?;
+    load_spooled(&spooled, kind, source).await
+}
+
+/// Loads a spooled upload as a document of `kind` under `source`: its bytes are read back
+/// once, parsed on the blocking pool and dropped.
+pub async fn load_spooled(
+    spooled: &Spooled,
+    kind: DocKind,
+    source: String,
+) -> Result<Document, BotError> {
+    let bytes = spooled.read().await?;
+    tokio::task::spawn_blocking(move || load::load_bytes(&source, kind, &bytes))
         .await
         .map_err(|e| BotError::Internal(format!("loader crashed: {e}")))?
-        .map_err(|e| BotError::Ingest(e.to_string()))?;
-    Ok(doc)
+        .map_err(|e| BotError::Ingest(e.to_string()))
 }
 
 /// Stores a document under `tenant` within the tenant's quota.
@@ -205,7 +227,9 @@ pub async fn apply(core: &Core, event: &IncomingEvent) -> Result<usize, BotError
         let max = core.max_file_bytes();
         for attachment in &event.attachments {
             let name = format!("{source}#{}", attachment.name);
-            match load_attachment(attachment, name, max).await {
+            // Each file's budget is returned once it is loaded: the post's documents are text.
+            let mut reservation = core.uploads.reservation();
+            match load_attachment(core, &mut reservation, attachment, name, max).await {
                 Ok(doc) => documents.push(doc),
                 // One unreadable file must not lose the post's text.
                 Err(e) => {

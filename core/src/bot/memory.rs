@@ -95,6 +95,8 @@ pub struct MemoryLimits {
     pub max_turns: usize,
     pub token_budget: u32,
     pub ttl: Duration,
+    /// Conversations kept per platform and tenant; the least recently used go first.
+    pub max_conversations: usize,
 }
 
 /// Where conversations live.
@@ -163,7 +165,8 @@ fn is_corruption(e: &sled::Error) -> bool {
 }
 
 /// Conversations in sled: one tree per conversation with big-endian sequence keys, and a
-/// `conversations` tree of last-activity times for the TTL.
+/// `conversations` tree of last activity per conversation: the Unix time (for the TTL) and a
+/// sled sequence number (for least-recently-used order within a second), big-endian.
 pub struct SledConversationStore {
     db: sled::Db,
     activity: sled::Tree,
@@ -191,6 +194,29 @@ impl SledConversationStore {
 
     fn last_active(&self, id: &str) -> Result<Option<u64>, MemoryError> {
         Ok(self.activity.get(id.as_bytes())?.map(|v| decode_u64(&v)))
+    }
+
+    /// Makes room for one more conversation of `key`'s platform and tenant: past
+    /// `max_conversations`, the least recently used ones are forgotten. Returns how many.
+    fn make_room(&self, key: &ConversationKey) -> Result<usize, MemoryError> {
+        let prefix = format!("{}\0{}\0", key.platform, key.tenant);
+        let mut others: Vec<((u64, u64), sled::IVec)> = Vec::new();
+        for item in self.activity.scan_prefix(prefix.as_bytes()) {
+            let (k, v) = item?;
+            others.push((recency(&v), k));
+        }
+        let limit = self.limits.max_conversations.max(1);
+        if others.len() < limit {
+            return Ok(0);
+        }
+        others.sort_unstable_by_key(|(recency, _)| *recency);
+        let excess = others.len() + 1 - limit;
+        for (_, id) in others.iter().take(excess) {
+            self.drop_conversation(&String::from_utf8_lossy(id))?;
+        }
+        metrics::counter!("lore_memory_evicted_total", "platform" => key.platform.clone())
+            .increment(excess as u64);
+        Ok(excess)
     }
 
     fn drop_conversation(&self, id: &str) -> Result<bool, MemoryError> {
@@ -242,14 +268,20 @@ impl ConversationStore for SledConversationStore {
     }
 
     fn append(&self, key: &ConversationKey, turns: &[Turn]) -> Result<(), MemoryError> {
+        let id = key.id();
+        if self.activity.get(id.as_bytes())?.is_none() {
+            self.make_room(key)?;
+        }
         let tree = self.tree(key)?;
         for turn in turns {
             let seq = self.db.generate_id()?;
             tree.insert(seq.to_be_bytes(), serde_json::to_vec(turn)?)?;
         }
         self.trim(&tree)?;
-        self.activity
-            .insert(key.id().as_bytes(), &unix_now().to_be_bytes())?;
+        let mut stamp = [0u8; 16];
+        stamp[..8].copy_from_slice(&unix_now().to_be_bytes());
+        stamp[8..].copy_from_slice(&self.db.generate_id()?.to_be_bytes());
+        self.activity.insert(id.as_bytes(), &stamp)?;
         Ok(())
     }
 
@@ -301,8 +333,24 @@ fn tree_name(id: &str) -> String {
     format!("conv\0{id}")
 }
 
+/// The Unix time of an activity stamp (its first 8 bytes).
 fn decode_u64(bytes: &[u8]) -> u64 {
-    bytes.try_into().map(u64::from_be_bytes).unwrap_or(0)
+    bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0)
+}
+
+/// The order of last use of an activity stamp: its time, then its sequence number (0 in a
+/// stamp written before sequence numbers were kept).
+fn recency(bytes: &[u8]) -> (u64, u64) {
+    let seq = bytes
+        .get(8..16)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0);
+    (decode_u64(bytes), seq)
 }
 
 /// Seconds since the Unix epoch.
@@ -334,6 +382,7 @@ mod tests {
         max_turns: 3,
         token_budget: 1000,
         ttl: Duration::from_secs(3600),
+        max_conversations: 1000,
     };
 
     #[test]
@@ -389,6 +438,44 @@ mod tests {
         assert_eq!(s.evict_idle().unwrap(), 1);
         assert!(s.load(&key("c")).unwrap().is_empty());
         assert_eq!(s.len(), 0);
+    }
+
+    #[test]
+    fn conversations_are_capped_per_platform_and_tenant_least_recently_used_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = MemoryLimits {
+            max_conversations: 3,
+            ..LIMITS
+        };
+        let s = store(&dir.path().join("m"), limits);
+        let in_tenant = |tenant: &str, channel: &str| ConversationKey {
+            tenant: tenant.into(),
+            ..key(channel)
+        };
+        // Another tenant's conversation is not counted against this tenant's cap.
+        s.append(&in_tenant("other", "x"), &[Turn::now("zed", false, "x")])
+            .unwrap();
+        for i in 0..5 {
+            s.append(&key(&format!("c{i}")), &[Turn::now("ann", false, "hi")])
+                .unwrap();
+        }
+        assert_eq!(s.len(), 4);
+        for gone in ["c0", "c1"] {
+            assert!(s.load(&key(gone)).unwrap().is_empty(), "{gone} was evicted");
+        }
+        for kept in ["c2", "c3", "c4"] {
+            assert_eq!(s.load(&key(kept)).unwrap().len(), 1, "{kept} is kept");
+        }
+        assert_eq!(s.load(&in_tenant("other", "x")).unwrap().len(), 1);
+        // Using a conversation makes it the most recent: c2 stays, c3 goes next.
+        s.append(&key("c2"), &[Turn::now("ann", false, "again")])
+            .unwrap();
+        s.append(&key("c5"), &[Turn::now("ann", false, "new")])
+            .unwrap();
+        assert!(s.load(&key("c3")).unwrap().is_empty());
+        for kept in ["c2", "c4", "c5"] {
+            assert!(!s.load(&key(kept)).unwrap().is_empty(), "{kept} is kept");
+        }
     }
 
     #[test]

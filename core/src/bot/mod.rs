@@ -11,6 +11,7 @@ pub mod quota;
 pub mod reply;
 pub mod settings;
 pub mod turn;
+pub mod uploads;
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -45,6 +46,9 @@ pub enum BotError {
     Unsupported(String),
     #[error("{name} is larger than the {limit_mib} MiB limit")]
     TooLarge { name: String, limit_mib: u64 },
+    /// Other uploads hold the whole `ingest.max_inflight_mib` budget.
+    #[error("lore is busy with other uploads; try again in {retry_after_secs} s")]
+    Busy { retry_after_secs: u64 },
     #[error("ingesting failed: {0}")]
     Ingest(String),
     /// The assistant's own reason ("the language model failed: ..."); its kind (a vendor
@@ -103,6 +107,8 @@ pub struct Core {
     pub memory: Arc<dyn ConversationStore>,
     pub knowledge: KnowledgeChannels,
     pub quota: Quota,
+    /// The byte budget of uploads and downloads in flight (`ingest.max_inflight_mib`).
+    pub uploads: uploads::Uploads,
     /// None where one trusted person is the only user (the terminal).
     limiter: Option<InboundLimiter>,
     permits: Semaphore,
@@ -198,6 +204,7 @@ impl Engine {
             max_turns: s.memory_turns,
             token_budget: s.memory_token_budget,
             ttl: Duration::from_secs(s.memory_ttl_hours.saturating_mul(3600)),
+            max_conversations: s.memory_max_conversations,
         };
         let memory: Arc<dyn ConversationStore> =
             Arc::new(SledConversationStore::new(db.clone(), limits)?);
@@ -218,6 +225,10 @@ impl Engine {
                 nz(s.questions_per_user_per_minute),
                 nz(s.questions_per_channel_per_minute),
             )),
+            uploads: uploads::Uploads::new(
+                kb.settings.ingest.max_inflight_mib,
+                Duration::from_secs(kb.settings.ingest.inflight_wait_secs),
+            ),
             permits: Semaphore::new(s.max_concurrent_channels),
             waiting: AtomicUsize::new(0),
             counters: Counters::default(),

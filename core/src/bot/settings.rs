@@ -9,6 +9,8 @@ pub struct BotSettings {
     pub memory_turns: usize,
     pub memory_token_budget: u32,
     pub memory_ttl_hours: u64,
+    /// Most conversations remembered per platform and tenant; the least recently used go.
+    pub memory_max_conversations: usize,
     pub edit_interval_ms: u64,
     pub max_concurrent_channels: usize,
     pub include_global_knowledge: bool,
@@ -31,6 +33,9 @@ impl BotSettings {
         let bad = |key: &str, reason: &str| Err((format!("bot.{key}"), reason.to_owned()));
         if self.memory_turns == 0 {
             return bad("memory_turns", "must be at least 1");
+        }
+        if self.memory_max_conversations == 0 {
+            return bad("memory_max_conversations", "must be at least 1");
         }
         if self.max_concurrent_channels == 0 {
             return bad("max_concurrent_channels", "must be at least 1");

@@ -52,6 +52,22 @@ pub async fn answer_turn(
     Ok(answer)
 }
 
+/// One question with no history, remembering nothing after it (a one-shot HTTP question).
+pub async fn answer_once(
+    core: &Core,
+    key: &ConversationKey,
+    question: &str,
+    on_delta: Option<UnboundedSender<String>>,
+) -> Result<Answer, BotError> {
+    let question = question.trim();
+    if question.is_empty() {
+        return Err(BotError::Usage(
+            "ask me a question about your team's knowledge, or /help".to_owned(),
+        ));
+    }
+    answer_question(core, key, question, &[], on_delta).await
+}
+
 /// Answers one question with the given history in the key's tenant scope, inside a span
 /// that names platform, tenant and channel (the text only at debug level), and counts it.
 pub async fn answer_question(

@@ -11,6 +11,10 @@ pub struct IngestSettings {
     pub chunk_size: usize,
     pub chunk_overlap: usize,
     pub max_file_mib: u64,
+    /// Bytes of uploads in flight across every request and chat, in MiB (one budget).
+    pub max_inflight_mib: u32,
+    /// Longest an upload waits for room in that budget before it is refused, in seconds.
+    pub inflight_wait_secs: u64,
     pub fetch_timeout_secs: u64,
     pub allow_private_hosts: bool,
     pub embed_batch: usize,
@@ -53,6 +57,15 @@ impl IngestSettings {
         }
         if self.max_file_mib == 0 {
             return Err(bad("max_file_mib", "must be at least 1".into()));
+        }
+        if u64::from(self.max_inflight_mib) < self.max_file_mib {
+            return Err(bad(
+                "max_inflight_mib",
+                format!(
+                    "{} must be at least ingest.max_file_mib ({}), or a file at the limit never fits",
+                    self.max_inflight_mib, self.max_file_mib
+                ),
+            ));
         }
         if self.fetch_timeout_secs == 0 {
             return Err(bad("fetch_timeout_secs", "must be at least 1".into()));

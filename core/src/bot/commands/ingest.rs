@@ -38,7 +38,11 @@ pub async fn run(ctx: &Ctx<'_>, args: &str) -> Result<String, BotError> {
     };
     for attachment in &event.attachments {
         let outcome = async {
+            // The file's budget is held until it is stored, then returned.
+            let mut reservation = core.uploads.reservation();
             let doc = knowledge::load_attachment(
+                core,
+                &mut reservation,
                 attachment,
                 attachment.name.clone(),
                 core.max_file_bytes(),
