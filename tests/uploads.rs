@@ -268,3 +268,46 @@ async fn a_file_over_the_limit_is_refused_while_it_streams() {
     assert_eq!(in_flight(&server).await, 0);
     assert!(spooled_files(tmp.path()).is_empty());
 }
+
+/// An upload is loaded under the same `[ingest]` limits as `lore ingest`: HTML nested past
+/// `max_nesting_depth` is refused naming the limit, and the other file of the request goes in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_is_loaded_within_the_ingest_limits() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        data.path(),
+        None,
+        &[("LORE_INGEST__MAX_NESTING_DEPTH", "32")],
+    )
+    .await;
+    let nested = format!(
+        "<html><body>{}deep{}</body></html>",
+        "<div>".repeat(200),
+        "</div>".repeat(200)
+    );
+    let r = upload(
+        &server.url("/v1/ingest"),
+        ADMIN,
+        &[
+            ("file", Some("nested.html"), nested.as_bytes()),
+            (
+                "file",
+                Some("tea.md"),
+                b"# Tea\n\nOolong is partly oxidised.\n",
+            ),
+        ],
+    )
+    .await;
+    let results = r.json["results"].as_array().cloned().unwrap_or_default();
+    let nested = results
+        .iter()
+        .find(|i| i.to_string().contains("nested.html"))
+        .unwrap_or_else(|| panic!("no result for nested.html: {}", r.text));
+    assert_eq!(nested["status"], "failed", "{}", r.text);
+    assert!(nested.to_string().contains("nesting"), "{}", r.text);
+    let tea = results
+        .iter()
+        .find(|i| i.to_string().contains("tea.md"))
+        .unwrap_or_else(|| panic!("no result for tea.md: {}", r.text));
+    assert_eq!(tea["status"], "stored", "{}", r.text);
+}

@@ -20,7 +20,7 @@ use lore_core::bot::memory::ConversationKey;
 use lore_core::bot::turn;
 use lore_core::bot::uploads::Spooled;
 use lore_core::bot::{BotError, knowledge};
-use lore_core::ingest::load::{self, LoadLimits};
+use lore_core::ingest::load;
 use lore_core::ingest::pipeline::SourceOutcome;
 use lore_core::store::{StoreErrorKind, TenantScope};
 
@@ -406,12 +406,7 @@ async fn ingest_items(
             "nothing to ingest: send file or url fields",
         ));
     }
-    let limits = LoadLimits {
-        max_file_bytes: max,
-        allow_private_hosts: state.kb.settings.ingest.allow_private_hosts,
-        fetch_timeout: Duration::from_secs(state.kb.settings.ingest.fetch_timeout_secs),
-        ..LoadLimits::default()
-    };
+    let limits = core.load_limits();
     let mut results = Vec::new();
     let mut stored_any = false;
     let mut failed = 0;
@@ -420,7 +415,8 @@ async fn ingest_items(
             Item::File { kind, spooled } => {
                 let name = spooled.name.clone();
                 let outcome = async {
-                    let doc = knowledge::load_spooled(&spooled, kind, name.clone()).await?;
+                    let doc = knowledge::load_spooled(&spooled, kind, name.clone(), limits.clone())
+                        .await?;
                     // The bytes on disk are no longer needed once the text is loaded.
                     drop(spooled);
                     knowledge::store_document(core, &tenant, doc).await

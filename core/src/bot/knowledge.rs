@@ -14,7 +14,7 @@ use super::admission::KeyedLimiter;
 use super::uploads::{Reservation, Spooled};
 use super::{BotError, Core};
 use crate::ingest::document::{DocKind, Document, Section};
-use crate::ingest::load;
+use crate::ingest::load::{self, LoadLimits};
 use crate::ingest::pipeline::{IngestError, SourceOutcome};
 use crate::store::StoreErrorKind;
 
@@ -167,18 +167,19 @@ pub async fn load_attachment(
         }));
     }
     let spooled = spool.finish().await?;
-    load_spooled(&spooled, kind, source).await
+    load_spooled(&spooled, kind, source, core.load_limits()).await
 }
 
-/// Loads a spooled upload as a document of `kind` under `source`: its bytes are read back
-/// once, parsed on the blocking pool and dropped.
+/// Loads a spooled upload as a document of `kind` under `source` within `limits`: its
+/// bytes are read back once, parsed on the blocking pool and dropped.
 pub async fn load_spooled(
     spooled: &Spooled,
     kind: DocKind,
     source: String,
+    limits: LoadLimits,
 ) -> Result<Document, BotError> {
     let bytes = spooled.read().await?;
-    tokio::task::spawn_blocking(move || load::load_bytes(&source, kind, &bytes))
+    tokio::task::spawn_blocking(move || load::load_bytes_within(&source, kind, &bytes, &limits))
         .await
         .map_err(|e| BotError::Internal(format!("loader crashed: {e}")))?
         .map_err(|e| BotError::Ingest(e.to_string()))

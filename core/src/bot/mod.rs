@@ -133,6 +133,12 @@ impl Core {
         self.kb.settings.ingest.max_file_bytes()
     }
 
+    /// What one file may cost to fetch and load, from `[ingest]`: every surface loads under
+    /// the same limits as `lore ingest`.
+    pub fn load_limits(&self) -> crate::ingest::load::LoadLimits {
+        crate::ingest::load::LoadLimits::from_settings(&self.kb.settings.ingest)
+    }
+
     /// Interval between in-place edits of a streaming answer.
     pub fn edit_interval(&self) -> Duration {
         Duration::from_millis(self.settings.edit_interval_ms)

@@ -1,11 +1,9 @@
 //! `ingest`: add attached files, http(s) URLs, or quoted text to the tenant (admins only).
 
-use std::time::Duration;
-
 use super::{BotError, Ctx};
 use crate::bot::{knowledge, permissions};
 use crate::ingest::document::Document;
-use crate::ingest::load::{self, LoadLimits};
+use crate::ingest::load;
 use crate::ingest::pipeline::SourceOutcome;
 
 /// Ingests everything the message carries; one failed item is reported, not fatal.
@@ -53,12 +51,7 @@ pub async fn run(ctx: &Ctx<'_>, args: &str) -> Result<String, BotError> {
         .await;
         report(&attachment.name, outcome);
     }
-    let limits = LoadLimits {
-        max_file_bytes: core.max_file_bytes(),
-        allow_private_hosts: core.kb.settings.ingest.allow_private_hosts,
-        fetch_timeout: Duration::from_secs(core.kb.settings.ingest.fetch_timeout_secs),
-        ..LoadLimits::default()
-    };
+    let limits = core.load_limits();
     for url in urls {
         let outcome = async {
             let doc: Document = load::fetch_url(url, &limits)
