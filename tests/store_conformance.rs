@@ -29,7 +29,7 @@ use lore_core::store::migrate::{MigrateError, MigrateOptions, migrate};
 use lore_core::store::qdrant::{QdrantStore, ServerConfig};
 use lore_core::store::{
     Chunk, Hit, KnowledgeStore, SearchRequest, SourceSummary, SparseVector, StoreError,
-    StoreErrorKind, StoreQuery, StoredChunk, TenantScope, chunk_point_id,
+    StoreErrorKind, StoreQuery, StoredChunk, TenantScope, chunk_point_id, tenant_terms,
 };
 use qdrant_client::qdrant as grpc;
 use qdrant_standin::{QdrantStandIn, StandInOptions};
@@ -656,6 +656,96 @@ async fn survives_a_restart(h: &mut Harness) {
     assert_eq!(store.delete_source("acme", "oncall.md").await.unwrap(), 1);
 }
 
+/// The score of `tenant`'s best BM25 hit for `words`.
+async fn top_sparse_score(store: &dyn KnowledgeStore, scope: TenantScope, words: &str) -> f32 {
+    let hits = store
+        .search(request(scope, StoreQuery::Sparse(BM25.query(words)), 3))
+        .await
+        .unwrap();
+    hits.first().expect("a hit").score
+}
+
+/// A few chunks of tenant "bravo", whose BM25 scores the leak cases watch.
+fn bravo_chunks() -> Vec<StoredChunk> {
+    [
+        "The quarterly audit checklist lives in the finance wiki.",
+        "Audit findings are reviewed with the finance lead every quarter.",
+        "Expense reports need a receipt for anything above fifty euros.",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, text)| stored("bravo", "finance.md", i as u32, text, [0.0, 0.0, 0.0, 1.0]))
+    .collect()
+}
+
+/// Issue 16: the engine's IDF counted every tenant, so another tenant's volume moved a
+/// tenant's BM25 scores. Scores are counted in the scope alone now.
+async fn another_tenants_volume_does_not_move_scores(h: &mut Harness) {
+    let store = h.open().await;
+    store.upsert(bravo_chunks()).await.unwrap();
+    store.commit().await.unwrap();
+    let scopes = [
+        TenantScope::only("bravo"),
+        TenantScope::with_global("bravo", "global"),
+    ];
+    let mut before = Vec::new();
+    for scope in &scopes {
+        before.push(top_sparse_score(store.as_ref(), scope.clone(), "audit").await);
+    }
+    let unrelated: Vec<StoredChunk> = (0..300)
+        .map(|i| {
+            let text = format!("Sprint {i} retrospective: ship the mobile app build {i}.");
+            stored("alpha", "sprints.md", i, &text, [0.0, 1.0, 0.0, 0.0])
+        })
+        .collect();
+    store.upsert(unrelated).await.unwrap();
+    store.commit().await.unwrap();
+    for (scope, before) in scopes.iter().zip(before) {
+        let after = top_sparse_score(store.as_ref(), scope.clone(), "audit").await;
+        assert!(
+            (after - before).abs() < 1e-6,
+            "{scope:?}: {before} -> {after}"
+        );
+    }
+}
+
+/// Issue 16's aimed attack: tenant alpha stores a term whose keyed BM25 dimension is the one
+/// bravo's "audit" has (term ids are XORed with a tenant key, so alpha picks the id
+/// that lands there), in as many chunks as it likes. Bravo's score must not move, so alpha
+/// cannot learn whether bravo's chunks hold a word.
+async fn colliding_terms_of_another_tenant_do_not_move_scores(h: &mut Harness) {
+    let store = h.open().await;
+    store.upsert(bravo_chunks()).await.unwrap();
+    store.commit().await.unwrap();
+    let before = top_sparse_score(store.as_ref(), TenantScope::only("bravo"), "audit").await;
+    let audit = BM25.query("audit").indices[0];
+    let aimed = tenant_terms("alpha", tenant_terms("bravo", vec![audit]))[0];
+    let attack: Vec<StoredChunk> = (0..50)
+        .map(|i| {
+            let mut chunk = stored("alpha", "probe.md", i, "probe", [0.0, 1.0, 0.0, 0.0]);
+            chunk.sparse = SparseVector {
+                indices: vec![aimed],
+                values: vec![1.0],
+            };
+            chunk
+        })
+        .collect();
+    store.upsert(attack).await.unwrap();
+    store.commit().await.unwrap();
+    let after = top_sparse_score(store.as_ref(), TenantScope::only("bravo"), "audit").await;
+    assert!((after - before).abs() < 1e-6, "{before} -> {after}");
+    // And alpha's aimed chunks never reach bravo.
+    let hits = store
+        .search(request(
+            TenantScope::only("bravo"),
+            StoreQuery::Sparse(BM25.query("audit")),
+            10,
+        ))
+        .await
+        .unwrap();
+    assert!(hits.iter().all(|h| h.chunk.tenant == "bravo"));
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod embedded {
@@ -712,6 +802,8 @@ conformance!(
     mmr_prefers_a_different_passage,
     scroll_covers_every_chunk,
     survives_a_restart,
+    another_tenants_volume_does_not_move_scores,
+    colliding_terms_of_another_tenant_do_not_move_scores,
 );
 
 // ---- both backends give the same answers ------------------------------------------------
@@ -788,8 +880,13 @@ async fn server_collection_has_named_vectors_and_payload_indexes() {
     };
     assert_eq!(map.map["dense"].size, DIM as u64);
     assert_eq!(map.map["dense"].distance, grpc::Distance::Cosine as i32);
-    let sparse = &params.sparse_vectors_config.as_ref().unwrap().map["bm25"];
-    assert_eq!(sparse.modifier, Some(grpc::Modifier::Idf as i32));
+    // No engine IDF: it would count every tenant; lore weights queries per scope.
+    let sparse = &params.sparse_vectors_config.as_ref().unwrap().map["bm25_tf"];
+    assert_ne!(sparse.modifier, Some(grpc::Modifier::Idf as i32));
+    assert_eq!(
+        info.payload_schema["bm25_terms"].data_type,
+        grpc::PayloadSchemaType::Integer as i32
+    );
     let is_tenant = |field: &str| match info.payload_schema[field]
         .params
         .as_ref()
@@ -865,7 +962,7 @@ async fn hybrid_is_one_query_with_two_filtered_prefetches_fused_by_rrf() {
         using.push(prefetch.using.clone().unwrap());
     }
     using.sort();
-    assert_eq!(using, ["bm25", "dense"]);
+    assert_eq!(using, ["bm25_tf", "dense"]);
     assert_eq!(
         sent.query.and_then(|q| q.variant),
         Some(grpc::query::Variant::Rrf(grpc::Rrf {
@@ -943,7 +1040,7 @@ async fn schema_mismatch_is_a_clear_error() {
     // Sparse-only lore against a collection with dense vectors.
     let err = h.try_open(None).await.err().unwrap().to_string();
     assert!(err.contains("no dense embedder"), "{err}");
-    // A collection made by someone else, without the IDF modifier.
+    // A collection made by someone else, with the engine's IDF modifier.
     let raw = raw_client(&h.url, None).await;
     raw.create_collection(grpc::CreateCollection {
         collection_name: "foreign".into(),
@@ -963,7 +1060,14 @@ async fn schema_mismatch_is_a_clear_error() {
             )),
         }),
         sparse_vectors_config: Some(grpc::SparseVectorConfig {
-            map: [("bm25".to_owned(), grpc::SparseVectorParams::default())].into(),
+            map: [(
+                "bm25_tf".to_owned(),
+                grpc::SparseVectorParams {
+                    index: None,
+                    modifier: Some(grpc::Modifier::Idf as i32),
+                },
+            )]
+            .into(),
         }),
         ..Default::default()
     })

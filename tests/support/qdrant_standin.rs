@@ -5,8 +5,9 @@
 //! filtering, prefetch and RRF fusion are Qdrant's own code.
 //!
 //! It translates the calls lore makes (health check; collection exists/info/create/list/
-//! delete; create field index; upsert, delete, get, scroll, count, query, facet). Any other
-//! call, or a request shape lore never sends, answers `unimplemented` rather than guessing.
+//! delete; create keyword and integer field indexes; upsert, delete, get, scroll, count,
+//! query, facet). Any other call, or a request shape lore never sends, answers
+//! `unimplemented` rather than guessing.
 //! Collections persist under the stand-in's directory, so a restarted stand-in serves them
 //! again.
 
@@ -298,6 +299,12 @@ fn conditions(list: Vec<grpc::Condition>) -> Result<Option<Vec<edge::Condition>>
                     Some(grpc::r#match::MatchValue::Keywords(values)) => edge::Match::new_any(
                         edge::AnyVariants::Strings(values.strings.into_iter().collect()),
                     ),
+                    Some(grpc::r#match::MatchValue::Integer(value)) => {
+                        edge::Match::new_value(edge::ValueVariants::Integer(value))
+                    }
+                    Some(grpc::r#match::MatchValue::Integers(values)) => edge::Match::new_any(
+                        edge::AnyVariants::Integers(values.integers.into_iter().collect()),
+                    ),
                     _ => return Err(unsupported("this field condition")),
                 };
                 Ok(edge::Condition::Field(edge::FieldCondition::new_match(
@@ -573,7 +580,11 @@ fn collection_info(c: &Collection) -> grpc::CollectionInfo {
         .payload_schema
         .iter()
         .map(|(key, index)| {
-            let keyword = matches!(index.data_type, edge::PayloadSchemaType::Keyword);
+            let data_type = match index.data_type {
+                edge::PayloadSchemaType::Keyword => grpc::PayloadSchemaType::Keyword,
+                edge::PayloadSchemaType::Integer => grpc::PayloadSchemaType::Integer,
+                _ => grpc::PayloadSchemaType::UnknownType,
+            };
             let params = match &index.params {
                 Some(edge::PayloadSchemaParams::Keyword(k)) => Some(grpc::PayloadIndexParams {
                     index_params: Some(
@@ -585,16 +596,24 @@ fn collection_info(c: &Collection) -> grpc::CollectionInfo {
                         ),
                     ),
                 }),
+                Some(edge::PayloadSchemaParams::Integer(i)) => Some(grpc::PayloadIndexParams {
+                    index_params: Some(
+                        grpc::payload_index_params::IndexParams::IntegerIndexParams(
+                            grpc::IntegerIndexParams {
+                                lookup: i.lookup,
+                                range: i.range,
+                                enable_hnsw: i.enable_hnsw,
+                                ..Default::default()
+                            },
+                        ),
+                    ),
+                }),
                 _ => None,
             };
             (
                 key.to_string(),
                 grpc::PayloadSchemaInfo {
-                    data_type: if keyword {
-                        grpc::PayloadSchemaType::Keyword as i32
-                    } else {
-                        grpc::PayloadSchemaType::UnknownType as i32
-                    },
+                    data_type: data_type as i32,
                     params,
                     points: Some(index.points as u64),
                 },
@@ -909,23 +928,43 @@ service! {
         ) -> Result<Response<grpc::PointsOperationResponse>, Status> {
             let request = request.into_inner();
             let collection = self.collection(&request.collection_name)?;
-            if request.field_type != Some(grpc::FieldType::Keyword as i32) {
-                return Err(unsupported("non-keyword indexes"));
-            }
-            let is_tenant = match request.field_index_params.and_then(|p| p.index_params) {
-                Some(grpc::payload_index_params::IndexParams::KeywordIndexParams(k)) => k.is_tenant,
-                None => None,
-                Some(_) => return Err(Status::invalid_argument("index params do not match the field type")),
+            let params = request.field_index_params.and_then(|p| p.index_params);
+            let mismatch = || Status::invalid_argument("index params do not match the field type");
+            let schema = match request.field_type.map(grpc::FieldType::try_from) {
+                Some(Ok(grpc::FieldType::Keyword)) => {
+                    let is_tenant = match params {
+                        Some(grpc::payload_index_params::IndexParams::KeywordIndexParams(k)) => {
+                            k.is_tenant
+                        }
+                        None => None,
+                        Some(_) => return Err(mismatch()),
+                    };
+                    edge::PayloadSchemaParams::Keyword(edge::KeywordIndexParams {
+                        r#type: Default::default(),
+                        is_tenant,
+                        on_disk: None,
+                        enable_hnsw: None,
+                    })
+                }
+                Some(Ok(grpc::FieldType::Integer)) => {
+                    let (lookup, range, enable_hnsw) = match params {
+                        Some(grpc::payload_index_params::IndexParams::IntegerIndexParams(i)) => {
+                            (i.lookup, i.range, i.enable_hnsw)
+                        }
+                        None => (None, None, None),
+                        Some(_) => return Err(mismatch()),
+                    };
+                    edge::PayloadSchemaParams::Integer(edge::IntegerIndexParams {
+                        lookup,
+                        range,
+                        enable_hnsw,
+                        ..Default::default()
+                    })
+                }
+                _ => return Err(unsupported("indexes other than keyword and integer")),
             };
             let field = json_path(&request.field_name)?;
-            let schema = edge::PayloadFieldSchema::FieldParams(edge::PayloadSchemaParams::Keyword(
-                edge::KeywordIndexParams {
-                    r#type: Default::default(),
-                    is_tenant,
-                    on_disk: None,
-                    enable_hnsw: None,
-                },
-            ));
+            let schema = edge::PayloadFieldSchema::FieldParams(schema);
             with_shard(&collection, true, move |shard| {
                 shard
                     .update(edge::UpdateOperation::FieldIndexOperation(

@@ -8,12 +8,14 @@ pub mod migrate;
 mod open;
 pub mod qdrant;
 pub mod schema;
+pub mod scope_idf;
 mod settings;
 pub mod synthetic;
 
 pub use error::{StoreError, StoreErrorKind};
 pub use open::{claim_data_dir, open_claimed, open_store};
-pub use schema::{chunk_point_id, lore_terms, scope_terms, tenant_key, tenant_terms};
+pub use schema::{chunk_point_id, lore_terms, tenant_key, tenant_terms};
+pub use scope_idf::weighted_scope_query;
 pub use settings::{StoreBackend, StoreSettings};
 
 use std::collections::BTreeMap;

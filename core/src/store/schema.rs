@@ -3,22 +3,23 @@
 //! the embedded store and the server interchangeable (`lore migrate` copies between them,
 //! and a search gives the same answer on either). Each backend keeps its own API types.
 
-use super::{
-    Chunk, SparseVector, StoreError, StoreErrorKind, StoreQuery, StoredChunk, TenantScope,
-};
+use super::scope_idf::{BM25_TERMS, chunk_term_hashes};
+use super::{Chunk, SparseVector, StoreError, StoreErrorKind, StoreQuery, StoredChunk};
 
 /// Named dense vector (cosine).
 pub const DENSE: &str = "dense";
-/// Named sparse vector: BM25 weights, scored with the engine's IDF modifier.
-pub const SPARSE: &str = "bm25";
+/// Named sparse vector: BM25 term-frequency weights, without the engine's IDF modifier (it
+/// counts every tenant); queries arrive weighted by the scope's IDF ([`super::scope_idf`]).
+pub const SPARSE: &str = "bm25_tf";
 /// Payload keys of a [`Chunk`] that both backends index or read.
 pub const TENANT: &str = "tenant";
 pub const SOURCE: &str = "source";
 pub const SOURCE_HASH: &str = "source_hash";
 /// The store format: bumped when the payload layout or sparse encoding changes
-/// incompatibly. 2: BM25 dimensions keyed per tenant ([`tenant_terms`]). The embedded store
-/// records it in its manifest, the server in collection metadata.
-pub const FORMAT: u32 = 2;
+/// incompatibly. 2: BM25 dimensions keyed per tenant ([`tenant_terms`]). 3: no engine IDF;
+/// term hashes in the payload for lore's per-scope IDF ([`super::scope_idf`]). The
+/// embedded store records it in its manifest, the server in collection metadata.
+pub const FORMAT: u32 = 3;
 
 /// Point id of a chunk: stable across runs, so re-ingesting overwrites rather than duplicates.
 pub fn chunk_point_id(tenant: &str, source: &str, index: u32) -> uuid::Uuid {
@@ -30,9 +31,8 @@ pub fn chunk_point_id(tenant: &str, source: &str, index: u32) -> uuid::Uuid {
 
 /// Gives each tenant its own BM25 dimensions in the store: a term id XOR a key derived from
 /// the tenant. Both backends store and query these. A tenant's posting lists then hold only
-/// its own chunks, so a sparse search walks one tenant's postings instead of everyone's,
-/// and document frequencies (the IDF) count the tenant's own chunks: what another tenant
-/// writes does not move its scores. XOR is its own inverse ([`lore_terms`] reads back).
+/// its own chunks, so a sparse search walks one tenant's postings instead of everyone's.
+/// XOR is its own inverse ([`lore_terms`] reads back).
 pub fn tenant_terms(tenant: &str, mut indices: Vec<u32>) -> Vec<u32> {
     let key = tenant_key(tenant);
     for index in &mut indices {
@@ -61,26 +61,9 @@ pub fn lore_terms(tenant: &str, indices: Vec<u32>, values: Vec<f32>) -> SparseVe
     )
 }
 
-/// One query vector for a whole scope: the query keyed for each tenant, side by side. A
-/// chunk holds only its tenant's dimensions, so it scores exactly as under its tenant's own
-/// query. Two tenants' keyed ids can coincide (rarely); the larger weight is kept, as the
-/// engine takes each dimension once.
-pub fn scope_terms(scope: &TenantScope, query: &SparseVector) -> SparseVector {
-    let terms = scope
-        .tenants()
-        .iter()
-        .flat_map(|tenant| {
-            tenant_terms(tenant, query.indices.clone())
-                .into_iter()
-                .zip(query.values.iter().copied())
-        })
-        .collect();
-    ascending(terms)
-}
-
 /// (term, weight) pairs as a vector in ascending term order, each term once (the larger
 /// weight when one repeats).
-fn ascending(mut terms: Vec<(u32, f32)>) -> SparseVector {
+pub(super) fn ascending(mut terms: Vec<(u32, f32)>) -> SparseVector {
     terms.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)));
     terms.dedup_by_key(|t| t.0);
     let (indices, values) = terms.into_iter().unzip();
@@ -97,6 +80,18 @@ pub fn chunk_payload(
             "a chunk serialised to {other}, not an object"
         ))),
     }
+}
+
+/// A point's payload: the chunk's fields, and its BM25 terms as hashes for the per-scope IDF
+/// ([`BM25_TERMS`]).
+pub fn point_payload(
+    chunk: &Chunk,
+    sparse: &SparseVector,
+) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
+    let mut payload = chunk_payload(chunk)?;
+    let terms = chunk_term_hashes(&chunk.tenant, &sparse.indices);
+    payload.insert(BM25_TERMS.to_owned(), serde_json::json!(terms));
+    Ok(payload)
 }
 
 /// The chunk a point's payload holds; a payload lore did not write is refused.
@@ -150,32 +145,10 @@ pub(crate) mod tests {
     use super::*;
 
     #[test]
-    fn a_scope_query_carries_each_tenants_keyed_terms_once() {
-        let query = SparseVector {
-            indices: vec![3, 8],
-            values: vec![1.0, 0.5],
-        };
-        let scoped = scope_terms(&TenantScope::with_global("a", "g"), &query);
-        let mut expected: Vec<u32> = tenant_terms("a", vec![3, 8]);
-        expected.extend(tenant_terms("g", vec![3, 8]));
-        expected.sort_unstable();
-        assert_eq!(scoped.indices, expected);
-        assert_eq!(
-            lore_terms("a", tenant_terms("a", vec![8, 3]), vec![0.5, 1.0]),
-            query
-        );
-        // Two tenants whose keyed ids coincide: one dimension, the larger weight.
-        let collide = SparseVector {
-            indices: vec![tenant_key("a") ^ tenant_key("g") ^ 3, 3],
-            values: vec![0.9, 0.2],
-        };
-        let scoped = scope_terms(&TenantScope::with_global("a", "g"), &collide);
-        let mut unique = scoped.indices.clone();
-        unique.dedup();
-        assert_eq!(unique, scoped.indices);
-        // a's two terms land on g's two keyed ids: two dimensions, each with weight 0.9.
-        assert_eq!(scoped.indices.len(), 2);
-        assert_eq!(scoped.values, [0.9, 0.9]);
+    fn stored_terms_read_back_as_lores_ids_in_ascending_order() {
+        let read = lore_terms("a", tenant_terms("a", vec![8, 3]), vec![0.5, 1.0]);
+        assert_eq!(read.indices, [3, 8]);
+        assert_eq!(read.values, [1.0, 0.5]);
     }
 
     #[test]

@@ -5,11 +5,12 @@ use std::collections::HashMap;
 
 use qdrant_edge::{
     CreateIndex, Distance, EdgeConfig, EdgeShard, EdgeSparseVectorParams, EdgeVectorParams,
-    FieldIndexOperations, HnswIndexConfig, KeywordIndexParams, Modifier, PayloadFieldSchema,
-    PayloadSchemaParams, UpdateOperation,
+    FieldIndexOperations, HnswIndexConfig, IntegerIndexParams, KeywordIndexParams,
+    PayloadFieldSchema, PayloadSchemaParams, UpdateOperation,
 };
 
 use crate::store::schema::{DENSE, SOURCE, SPARSE, TENANT};
+use crate::store::scope_idf::BM25_TERMS;
 
 /// lore's index layout. Every search carries a tenant filter, so the dense index holds one
 /// HNSW graph per tenant (links among the tenant's own points, `payload_m`) and no global
@@ -34,13 +35,8 @@ pub(super) const DEFAULT_SEARCH_EF: usize = 100;
 
 pub(super) fn edge_config(dense_dimension: Option<usize>) -> EdgeConfig {
     let mut config = EdgeConfig {
-        sparse_vectors: HashMap::from([(
-            SPARSE.to_owned(),
-            EdgeSparseVectorParams {
-                modifier: Some(Modifier::Idf),
-                ..Default::default()
-            },
-        )]),
+        // No IDF modifier: lore weights queries by the scope's IDF (store::scope_idf).
+        sparse_vectors: HashMap::from([(SPARSE.to_owned(), EdgeSparseVectorParams::default())]),
         hnsw_config: hnsw_layout(),
         ..Default::default()
     };
@@ -62,6 +58,12 @@ pub(super) fn edge_config(dense_dimension: Option<usize>) -> EdgeConfig {
 }
 
 pub(super) fn create_payload_indexes(shard: &EdgeShard) -> Result<(), qdrant_edge::OperationError> {
+    create_keyword_indexes(shard)?;
+    create_term_index(shard)
+}
+
+/// The tenant and source indexes (every store format has them).
+pub(super) fn create_keyword_indexes(shard: &EdgeShard) -> Result<(), qdrant_edge::OperationError> {
     // Only the tenant gets graph links of its own (see hnsw_layout); a source name is not
     // unique across tenants.
     for (field, is_tenant) in [(TENANT, true), (SOURCE, false)] {
@@ -72,12 +74,33 @@ pub(super) fn create_payload_indexes(shard: &EdgeShard) -> Result<(), qdrant_edg
                 on_disk: None,
                 enable_hnsw: Some(is_tenant),
             }));
-        shard.update(UpdateOperation::FieldIndexOperation(
-            FieldIndexOperations::CreateIndex(CreateIndex {
-                field_name: field.try_into().expect("valid field name"),
-                field_schema: Some(schema),
-            }),
-        ))?;
+        create_index(shard, field, schema)?;
     }
     Ok(())
+}
+
+/// The index behind per-scope document frequencies: exact lookups only, and no graph links
+/// per value (a chunk holds a hundred terms).
+pub(super) fn create_term_index(shard: &EdgeShard) -> Result<(), qdrant_edge::OperationError> {
+    let schema =
+        PayloadFieldSchema::FieldParams(PayloadSchemaParams::Integer(IntegerIndexParams {
+            lookup: Some(true),
+            range: Some(false),
+            enable_hnsw: Some(false),
+            ..Default::default()
+        }));
+    create_index(shard, BM25_TERMS, schema)
+}
+
+fn create_index(
+    shard: &EdgeShard,
+    field: &str,
+    schema: PayloadFieldSchema,
+) -> Result<(), qdrant_edge::OperationError> {
+    shard.update(UpdateOperation::FieldIndexOperation(
+        FieldIndexOperations::CreateIndex(CreateIndex {
+            field_name: field.try_into().expect("valid field name"),
+            field_schema: Some(schema),
+        }),
+    ))
 }

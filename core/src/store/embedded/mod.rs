@@ -71,8 +71,8 @@ impl EmbeddedStore {
                     format!("{MANIFEST} is corrupt: {e}"),
                 )
             })?;
-            let rekey = found.format == 1 && found.dense == wanted.dense;
-            if found != wanted && !rekey {
+            let upgrade = (1..FORMAT).contains(&found.format) && found.dense == wanted.dense;
+            if found != wanted && !upgrade {
                 return Err(open_err(
                     StoreErrorKind::Incompatible,
                     format!(
@@ -97,12 +97,26 @@ impl EmbeddedStore {
                     "index layout updated; the next ingest rebuilds the dense index"
                 );
             }
-            if rekey {
-                tracing::info!(store = %path.display(), "keying BM25 dimensions per tenant (store format 1 to 2)");
-                let points =
-                    upgrade::rekey_sparse(&shard).map_err(|e| open_err(e.kind(), e.to_string()))?;
-                write_manifest(&manifest_path, &wanted).map_err(internal)?;
-                tracing::info!(store = %path.display(), points, "store format 2");
+            if upgrade {
+                let upgrade_err = |e: StoreError| open_err(e.kind(), e.to_string());
+                let mut format = found.format;
+                if format == 1 {
+                    tracing::info!(store = %path.display(), "keying BM25 dimensions per tenant (store format 1 to 2)");
+                    let points = upgrade::rekey_sparse(&shard).map_err(upgrade_err)?;
+                    format = 2;
+                    let manifest = Manifest {
+                        format,
+                        dense: dense.clone(),
+                    };
+                    write_manifest(&manifest_path, &manifest).map_err(internal)?;
+                    tracing::info!(store = %path.display(), points, "store format 2");
+                }
+                if format == 2 {
+                    tracing::info!(store = %path.display(), "moving BM25 to lore's per-scope IDF (store format 2 to 3)");
+                    let points = upgrade::drop_engine_idf(&shard).map_err(upgrade_err)?;
+                    write_manifest(&manifest_path, &wanted).map_err(internal)?;
+                    tracing::info!(store = %path.display(), points, "store format 3");
+                }
             }
             shard
         } else {

@@ -6,7 +6,7 @@ use qdrant_edge::{
 };
 
 use crate::store::schema::{
-    DENSE, SPARSE, chunk_payload, chunk_point_id, lore_terms, payload_chunk, tenant_terms,
+    DENSE, SPARSE, chunk_point_id, lore_terms, payload_chunk, point_payload, tenant_terms,
 };
 use crate::store::{Hit, StoreError, StoreErrorKind, StoredChunk};
 
@@ -17,6 +17,7 @@ pub(super) fn to_point(stored: StoredChunk) -> Result<PointStruct, StoreError> {
         sparse,
     } = stored;
     let id = chunk_point_id(&chunk.tenant, &chunk.source, chunk.index);
+    let payload = Value::Object(point_payload(&chunk, &sparse)?);
     let sparse = qdrant_edge::SparseVector {
         indices: tenant_terms(&chunk.tenant, sparse.indices),
         values: sparse.values,
@@ -25,7 +26,6 @@ pub(super) fn to_point(stored: StoredChunk) -> Result<PointStruct, StoreError> {
     if let Some(dense) = dense {
         vectors.push((DENSE, dense.into()));
     }
-    let payload = Value::Object(chunk_payload(&chunk)?);
     Ok(PointStruct::new(
         PointId::Uuid(id),
         Vectors::new_named(vectors),

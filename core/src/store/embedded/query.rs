@@ -4,14 +4,15 @@
 use std::collections::HashMap;
 
 use qdrant_edge::{
-    AnyVariants, Condition, EdgeShard, FieldCondition, Filter, Match, NamedQuery, PointId,
-    QueryEnum, QueryRequest, Record, ScoredPoint, ScoringQuery, SearchParams, ValueVariants,
-    VectorInternal, WithPayloadInterface, WithVector,
+    AnyVariants, Condition, CountRequest, EdgeShard, FieldCondition, Filter, Match, NamedQuery,
+    PointId, QueryEnum, QueryRequest, Record, ScoredPoint, ScoringQuery, SearchParams,
+    ValueVariants, VectorInternal, WithPayloadInterface, WithVector,
 };
 
 use super::engine_error;
 use super::points::{scored_hit, to_hit};
-use crate::store::schema::{DENSE, SOURCE, SPARSE, TENANT, scope_terms};
+use crate::store::schema::{DENSE, SOURCE, SPARSE, TENANT};
+use crate::store::scope_idf::{BM25_TERMS, document_frequency_probes, weighted_scope_query};
 use crate::store::{Hit, SearchRequest, SparseVector, StoreError, StoreQuery, TenantScope};
 
 fn keyword(field: &str, value: &str) -> Condition {
@@ -31,6 +32,42 @@ pub(super) fn tenant_filter(tenants: &[String]) -> Filter {
             Match::new_any(AnyVariants::Strings(tenants.iter().cloned().collect())),
         ))),
     }
+}
+
+/// The scope's chunks holding any of `hashes` in [`BM25_TERMS`].
+fn term_filter(tenants: &[String], hashes: Vec<i64>) -> Filter {
+    let mut filter = tenant_filter(tenants);
+    let holds = Condition::Field(FieldCondition::new_match(
+        BM25_TERMS.try_into().expect("valid field name"),
+        Match::new_any(AnyVariants::Integers(hashes.into_iter().collect())),
+    ));
+    filter.must.get_or_insert_with(Vec::new).push(holds);
+    filter
+}
+
+/// The BM25 query for a scope, weighted by the IDF counted in the scope alone.
+fn weighted_query(
+    shard: &EdgeShard,
+    scope: &TenantScope,
+    query: &SparseVector,
+) -> Result<SparseVector, StoreError> {
+    if query.indices.is_empty() {
+        return Ok(SparseVector::default());
+    }
+    let count = |filter| {
+        shard
+            .count(CountRequest {
+                filter: Some(filter),
+                exact: true,
+            })
+            .map_err(engine_error)
+    };
+    let chunks = count(tenant_filter(scope.tenants()))?;
+    let dfs = document_frequency_probes(scope, query)
+        .into_iter()
+        .map(|hashes| count(term_filter(scope.tenants(), hashes)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(weighted_scope_query(scope, query, chunks, &dfs))
 }
 
 pub(super) fn source_filter(tenant: &str, source: &str) -> Filter {
@@ -108,7 +145,7 @@ enum Side<'a> {
 /// Runs one side under the scope's tenant filter. Dense runs tenant by tenant, the lists
 /// merged by score: the index holds one graph per tenant (see [`super::layout::hnsw_layout`]) and a walk
 /// cannot cross from one tenant's graph into another's. BM25 is one query carrying every
-/// tenant's keyed terms ([`scope_terms`]), as on the server.
+/// tenant's keyed terms weighted by the scope's IDF ([`weighted_query`]), as on the server.
 fn side_query(
     shard: &EdgeShard,
     scope: &TenantScope,
@@ -131,7 +168,7 @@ fn side_query(
     };
     match side {
         Side::Sparse(v) => {
-            let terms = scope_terms(scope, v);
+            let terms = weighted_query(shard, scope, v)?;
             let vector = VectorInternal::Sparse(qdrant_edge::SparseVector {
                 indices: terms.indices,
                 values: terms.values,

@@ -4,13 +4,19 @@
 use std::path::Path;
 
 use qdrant_edge::external::serde_json::{self, Value};
-use qdrant_edge::{HnswIndexConfig, PointId};
+use qdrant_edge::{
+    EdgeShard, EdgeSparseVectorParams, HnswIndexConfig, Modifier, PointId, PointInsertOperations,
+    PointOperations, PointStruct, UpdateOperation, Vectors,
+};
 
 use super::EmbeddedStore;
-use super::layout::hnsw_layout;
+use super::layout::{create_keyword_indexes, edge_config, hnsw_layout};
 use super::manifest::{MANIFEST, Manifest, write_manifest};
+use super::points::to_point;
 use super::query::fuse_rrf;
-use crate::store::schema::{DENSE, FORMAT, tenant_terms};
+use super::upgrade::REKEYED;
+use crate::embed::bm25::Bm25Encoder;
+use crate::store::schema::{DENSE, FORMAT, chunk_payload, chunk_point_id, tenant_terms};
 use crate::store::synthetic::{XorShift, unit_vector};
 use crate::store::{
     Chunk, Hit, KnowledgeStore, SearchRequest, SparseVector, StoreErrorKind, StoreQuery,
@@ -204,25 +210,76 @@ async fn sparse_hits(store: &EmbeddedStore, tenant: &str, term: u32) -> Vec<Hit>
         .unwrap()
 }
 
-/// Writes chunks the way a format-1 store held them: lore's term ids, not keyed.
-async fn write_unkeyed(store: &EmbeddedStore, chunks: Vec<StoredChunk>) {
-    let chunks = chunks
-        .into_iter()
-        .map(|mut c| {
-            // to_point keys the ids; keying them first cancels it out (XOR).
-            c.sparse.indices = tenant_terms(&c.chunk.tenant, c.sparse.indices);
-            c
-        })
-        .collect();
-    store.upsert(chunks).await.unwrap();
+/// A point as a lore of store format 1 or 2 wrote it: BM25 under the old vector name, term
+/// ids keyed per tenant (format 2) or not (format 1), and no term hashes. `marked`: keyed
+/// by an interrupted format-1 upgrade.
+fn legacy_point(stored: &StoredChunk, keyed: bool, marked: bool) -> PointStruct {
+    let c = &stored.chunk;
+    let indices = if keyed {
+        tenant_terms(&c.tenant, stored.sparse.indices.clone())
+    } else {
+        stored.sparse.indices.clone()
+    };
+    let sparse = qdrant_edge::SparseVector {
+        indices,
+        values: stored.sparse.values.clone(),
+    };
+    let mut vectors: Vec<(&str, qdrant_edge::Vector)> = vec![(LEGACY_SPARSE, sparse.into())];
+    if let Some(dense) = &stored.dense {
+        vectors.push((DENSE, dense.clone().into()));
+    }
+    let mut payload = chunk_payload(c).unwrap();
+    if marked {
+        payload.insert(REKEYED.to_owned(), Value::Bool(true));
+    }
+    PointStruct::new(
+        PointId::Uuid(chunk_point_id(&c.tenant, &c.source, c.index)),
+        Vectors::new_named(vectors),
+        Value::Object(payload),
+    )
 }
 
-fn set_format(dir: &Path, format: u32) {
-    let manifest = Manifest {
-        format,
-        dense: None,
-    };
-    write_manifest(&dir.join(MANIFEST), &manifest).unwrap();
+const LEGACY_SPARSE: &str = "bm25";
+
+/// Writes a store as a lore of `format` 1 or 2 left it: the engine's IDF on the old BM25
+/// vector, keyword indexes only, and its manifest. `with_current_vector` adds format 3's
+/// vector too, as an interrupted 2-to-3 upgrade leaves it.
+fn write_legacy_store(
+    dir: &Path,
+    format: u32,
+    dense: Option<(String, usize)>,
+    with_current_vector: bool,
+    points: Vec<PointStruct>,
+) {
+    let mut config = edge_config(dense.as_ref().map(|d| d.1));
+    if !with_current_vector {
+        config.sparse_vectors.clear();
+    }
+    config.sparse_vectors.insert(
+        LEGACY_SPARSE.to_owned(),
+        EdgeSparseVectorParams {
+            modifier: Some(Modifier::Idf),
+            ..Default::default()
+        },
+    );
+    let shard = EdgeShard::new(dir, config).unwrap();
+    create_keyword_indexes(&shard).unwrap();
+    shard
+        .update(UpdateOperation::PointOperation(
+            PointOperations::UpsertPoints(PointInsertOperations::PointsList(
+                points.into_iter().map(Into::into).collect(),
+            )),
+        ))
+        .unwrap();
+    shard.optimize().unwrap();
+    shard.flush();
+    drop(shard);
+    write_manifest(&dir.join(MANIFEST), &Manifest { format, dense }).unwrap();
+}
+
+fn manifest_format(dir: &Path) -> u32 {
+    let text = std::fs::read_to_string(dir.join(MANIFEST)).unwrap();
+    serde_json::from_str::<Manifest>(&text).unwrap().format
 }
 
 #[tokio::test]
@@ -247,8 +304,8 @@ async fn each_tenant_has_its_own_bm25_dimensions_and_reads_back_lores_term_ids()
     assert_eq!(tenant_terms("a", tenant_terms("a", vec![7, 9])), [7, 9]);
 }
 
-/// Document frequencies count a tenant's own chunks: what another tenant writes (as
-/// long as it writes as many chunks) does not move this tenant's scores.
+/// Document frequencies and chunk counts are the tenant's own: what another tenant writes
+/// does not move this tenant's scores.
 #[tokio::test]
 async fn another_tenants_words_do_not_change_a_tenants_bm25_scores() {
     let mut scores = Vec::new();
@@ -269,34 +326,186 @@ async fn another_tenants_words_do_not_change_a_tenants_bm25_scores() {
     assert_eq!(scores[0], scores[1]);
 }
 
-/// A format-1 store (term ids shared by all tenants) is keyed when opened, and a run
-/// cut short is finished by the next open without undoing what it did.
+/// A format-1 store (term ids shared by all tenants) is keyed and moved to format 3 when
+/// opened; a keying run cut short is finished without undoing what it did.
 #[tokio::test]
-async fn a_format_1_store_is_keyed_at_open_even_after_an_interrupted_run() {
+async fn a_format_1_store_is_upgraded_at_open_even_after_an_interrupted_run() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let store = EmbeddedStore::open(dir.path(), None).unwrap();
-        write_unkeyed(&store, (0..10).map(|i| sparse_chunk("a", i)).collect()).await;
-        store.commit().await.unwrap();
-    }
-    set_format(dir.path(), 1);
-    {
-        // A run that keyed the first half, then stopped before the manifest moved on.
-        let store = EmbeddedStore::open(dir.path(), None).unwrap();
-        write_unkeyed(&store, (10..20).map(|i| sparse_chunk("a", i)).collect()).await;
-        store.commit().await.unwrap();
-    }
-    set_format(dir.path(), 1);
+    // A run that keyed (and marked) the first half, then stopped before the manifest moved on.
+    let points = (0..20)
+        .map(|i| legacy_point(&sparse_chunk("a", i), i < 10, i < 10))
+        .collect();
+    write_legacy_store(dir.path(), 1, None, false, points);
     let store = EmbeddedStore::open(dir.path(), None).unwrap();
     for term in [3, 15] {
         let hits = sparse_hits(&store, "a", term).await;
         assert_eq!(hits.first().map(|h| h.chunk.index), Some(term), "{term}");
+        assert_eq!(hits[0].sparse.as_ref().unwrap().indices, [term, 100_000]);
     }
-    let text = std::fs::read_to_string(dir.path().join(MANIFEST)).unwrap();
-    assert_eq!(
-        serde_json::from_str::<Manifest>(&text).unwrap().format,
-        FORMAT
+    assert_eq!(manifest_format(dir.path()), FORMAT);
+}
+
+/// Chunks in three tenants with real BM25 vectors, for comparing an upgraded store with a
+/// fresh one.
+fn text_corpus() -> Vec<StoredChunk> {
+    let bm25 = Bm25Encoder::new();
+    let texts = [
+        (
+            "a",
+            "Deploy the billing service with docker compose on the staging host.",
+        ),
+        (
+            "a",
+            "Rollback: redeploy the previous docker image if the billing deploy fails.",
+        ),
+        (
+            "a",
+            "Holiday policy: every employee gets twenty days of paid leave.",
+        ),
+        (
+            "a",
+            "The on-call rotation changes every Monday; the pager goes to the primary.",
+        ),
+        (
+            "b",
+            "Deploy billing to the kubernetes cluster only; docker is not used here.",
+        ),
+        (
+            "b",
+            "Billing invoices are sent on the first day of every month.",
+        ),
+        (
+            "g",
+            "Handbook: the holiday calendar and holiday leave rules apply to every team.",
+        ),
+        (
+            "g",
+            "Every deploy needs a second reviewer and a rollback plan.",
+        ),
+    ];
+    texts
+        .iter()
+        .enumerate()
+        .map(|(i, (tenant, text))| {
+            let mut stored = chunk(tenant, i as u32, Vec::new());
+            stored.chunk.text = (*text).to_owned();
+            stored.dense = None;
+            stored.sparse = bm25.document(text);
+            stored
+        })
+        .collect()
+}
+
+/// (tenant, index, score) of every hit of each query in each scope.
+async fn answers(store: &EmbeddedStore) -> Vec<Vec<(String, u32, f32)>> {
+    let bm25 = Bm25Encoder::new();
+    let mut all = Vec::new();
+    for scope in [
+        TenantScope::only("a"),
+        TenantScope::only("b"),
+        TenantScope::with_global("a", "g"),
+    ] {
+        for question in ["docker billing deploy", "holiday leave", "pager rotation"] {
+            let hits = store
+                .search(SearchRequest {
+                    scope: scope.clone(),
+                    query: StoreQuery::Sparse(bm25.query(question)),
+                    limit: 10,
+                    candidates: 10,
+                    with_vectors: false,
+                })
+                .await
+                .unwrap();
+            all.push(
+                hits.into_iter()
+                    .map(|h| (h.chunk.tenant, h.chunk.index, h.score))
+                    .collect(),
+            );
+        }
+    }
+    all
+}
+
+fn assert_same_answers(x: &[Vec<(String, u32, f32)>], y: &[Vec<(String, u32, f32)>]) {
+    assert_eq!(x.len(), y.len());
+    for (a, b) in x.iter().zip(y) {
+        let ids =
+            |v: &[(String, u32, f32)]| v.iter().map(|h| (h.0.clone(), h.1)).collect::<Vec<_>>();
+        assert_eq!(ids(a), ids(b));
+        for (p, q) in a.iter().zip(b) {
+            assert!((p.2 - q.2).abs() < 1e-6, "{a:?} vs {b:?}");
+        }
+    }
+}
+
+/// A format-2 store (the engine's IDF over every tenant, no term hashes) is moved to
+/// format 3 at open and then answers exactly as a store filled fresh.
+#[tokio::test]
+async fn an_upgraded_format_2_store_answers_as_a_fresh_one() {
+    let legacy = tempfile::tempdir().unwrap();
+    let points = text_corpus()
+        .iter()
+        .map(|c| legacy_point(c, true, false))
+        .collect();
+    write_legacy_store(legacy.path(), 2, None, false, points);
+    let upgraded = EmbeddedStore::open(legacy.path(), None).unwrap();
+    assert_eq!(manifest_format(legacy.path()), FORMAT);
+    assert!(
+        !upgraded
+            .shard
+            .read()
+            .unwrap()
+            .config()
+            .sparse_vectors
+            .contains_key(LEGACY_SPARSE),
+        "the old vector is dropped"
     );
+    let fresh_dir = tempfile::tempdir().unwrap();
+    let fresh = EmbeddedStore::open(fresh_dir.path(), None).unwrap();
+    fresh.upsert(text_corpus()).await.unwrap();
+    fresh.commit().await.unwrap();
+    let expected = answers(&fresh).await;
+    assert_same_answers(&answers(&upgraded).await, &expected);
+    // Stored vectors read back as written, and the upgraded store takes new chunks.
+    let page = upgraded.scroll(None, 100).await.unwrap();
+    for original in text_corpus() {
+        let copy = page
+            .chunks
+            .iter()
+            .find(|c| c.chunk == original.chunk)
+            .unwrap();
+        assert_eq!(copy.sparse, original.sparse);
+    }
+    drop(upgraded);
+    let reopened = EmbeddedStore::open(legacy.path(), None).unwrap();
+    assert_same_answers(&answers(&reopened).await, &expected);
+}
+
+/// A 2-to-3 upgrade cut short (the new vector made, half the points rewritten) is finished
+/// by the next open.
+#[tokio::test]
+async fn an_interrupted_format_2_upgrade_is_finished_at_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = text_corpus();
+    let points = corpus
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            if i % 2 == 0 {
+                to_point(c.clone()).unwrap()
+            } else {
+                legacy_point(c, true, false)
+            }
+        })
+        .collect();
+    write_legacy_store(dir.path(), 2, None, true, points);
+    let upgraded = EmbeddedStore::open(dir.path(), None).unwrap();
+    let fresh_dir = tempfile::tempdir().unwrap();
+    let fresh = EmbeddedStore::open(fresh_dir.path(), None).unwrap();
+    fresh.upsert(corpus).await.unwrap();
+    fresh.commit().await.unwrap();
+    assert_same_answers(&answers(&upgraded).await, &answers(&fresh).await);
+    assert_eq!(manifest_format(dir.path()), FORMAT);
 }
 
 #[test]

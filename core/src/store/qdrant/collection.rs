@@ -5,15 +5,16 @@ use std::collections::HashMap;
 
 use qdrant_client::qdrant::{
     CollectionExistsRequest, CollectionInfo, CreateCollection, CreateFieldIndexCollection,
-    Distance, FieldType, KeywordIndexParams, Modifier, PayloadIndexParams, PayloadSchemaType,
-    SparseVectorConfig, SparseVectorParams, Value, VectorParams, VectorParamsMap, VectorsConfig,
-    payload_index_params, value, vectors_config,
+    Distance, FieldType, IntegerIndexParams, KeywordIndexParams, Modifier, PayloadIndexParams,
+    PayloadSchemaType, SparseVectorConfig, SparseVectorParams, Value, VectorParams,
+    VectorParamsMap, VectorsConfig, payload_index_params, value, vectors_config,
 };
 
 use super::QdrantStore;
 use super::errors::{describe_error, error_kind};
 use crate::store::StoreErrorKind;
 use crate::store::schema::{DENSE, FORMAT, SOURCE, SPARSE, TENANT};
+use crate::store::scope_idf::BM25_TERMS;
 
 /// Collection metadata keys pinning what a collection was built with (Qdrant >= 1.16).
 const META_FORMAT: &str = "lore_format";
@@ -87,9 +88,10 @@ impl QdrantStore {
         }
         let sparse = HashMap::from([(
             SPARSE.to_owned(),
+            // No IDF modifier: lore weights queries by the scope's IDF (store::scope_idf).
             SparseVectorParams {
                 index: None,
-                modifier: Some(Modifier::Idf as i32),
+                modifier: None,
             },
         )]);
         let dense_id = match dense {
@@ -116,19 +118,44 @@ impl QdrantStore {
     }
 
     /// The tenant index (marked as the tenant key, so the server co-locates each tenant's
-    /// points), and the source and channel indexes. Creating an existing index is a no-op,
-    /// so only missing ones are sent.
+    /// points), the source and channel indexes, and the term-hash index behind per-scope
+    /// document frequencies (lookups only, no graph links per value). Creating an existing
+    /// index is a no-op, so only missing ones are sent.
     async fn ensure_payload_indexes(&self, info: &CollectionInfo) -> Result<(), Refusal> {
-        for (field, is_tenant) in [(TENANT, true), (SOURCE, false), (CHANNEL, false)] {
+        let keyword = |is_tenant| {
+            payload_index_params::IndexParams::KeywordIndexParams(KeywordIndexParams {
+                is_tenant: Some(is_tenant),
+                ..Default::default()
+            })
+        };
+        let term_hashes =
+            payload_index_params::IndexParams::IntegerIndexParams(IntegerIndexParams {
+                lookup: Some(true),
+                range: Some(false),
+                enable_hnsw: Some(false),
+                ..Default::default()
+            });
+        let indexes = [
+            (TENANT, FieldType::Keyword, keyword(true)),
+            (SOURCE, FieldType::Keyword, keyword(false)),
+            (CHANNEL, FieldType::Keyword, keyword(false)),
+            (BM25_TERMS, FieldType::Integer, term_hashes),
+        ];
+        for (field, field_type, params) in indexes {
+            let wanted = match field_type {
+                FieldType::Integer => PayloadSchemaType::Integer,
+                _ => PayloadSchemaType::Keyword,
+            };
             if let Some(schema) = info.payload_schema.get(field) {
-                if schema.data_type != PayloadSchemaType::Keyword as i32 {
+                if schema.data_type != wanted as i32 {
                     return Err((
                         StoreErrorKind::Incompatible,
                         format!(
-                            "payload field {field:?} is indexed as {:?}, lore needs a keyword index; \
+                            "payload field {field:?} is indexed as {:?}, lore needs {:?}; \
                          use another [store] collection",
                             PayloadSchemaType::try_from(schema.data_type)
-                                .map_or("unknown".into(), |t| t.as_str_name().to_owned())
+                                .map_or("unknown".into(), |t| t.as_str_name().to_owned()),
+                            wanted.as_str_name()
                         ),
                     ));
                 }
@@ -139,14 +166,9 @@ impl QdrantStore {
                     collection_name: self.collection.clone(),
                     wait: Some(true),
                     field_name: field.to_owned(),
-                    field_type: Some(FieldType::Keyword as i32),
+                    field_type: Some(field_type as i32),
                     field_index_params: Some(PayloadIndexParams {
-                        index_params: Some(payload_index_params::IndexParams::KeywordIndexParams(
-                            KeywordIndexParams {
-                                is_tenant: Some(is_tenant),
-                                ..Default::default()
-                            },
-                        )),
+                        index_params: Some(params),
                     }),
                     ..Default::default()
                 })
@@ -192,6 +214,29 @@ pub(super) fn check_schema(
         .as_ref()
         .and_then(|c| c.params.as_ref())
         .ok_or("the server returned no collection parameters")?;
+    let metadata = info.config.as_ref().map(|c| &c.metadata);
+    // Collections created by lore pin their format (checked first, so an older lore's
+    // collection is named as such rather than as a schema mismatch) and embedder; another
+    // model of the same size would otherwise pass the dimension check and return nonsense.
+    // Format 1 holds BM25 dimensions shared by all tenants, format 2 BM25 scored with the
+    // engine's IDF across all tenants and no term hashes for lore's per-scope IDF.
+    if let Some(found) = metadata.and_then(|m| m.get(META_FORMAT)) {
+        let found = match &found.kind {
+            Some(value::Kind::IntegerValue(n)) => Some(*n),
+            Some(value::Kind::DoubleValue(n)) => Some(*n as i64),
+            _ => None,
+        };
+        if found != Some(i64::from(FORMAT)) {
+            return Err(format!(
+                "the collection was built by another lore version (format {}, this lore \
+                 needs {FORMAT}); use another [store] collection and fill it with `lore \
+                 migrate --from embedded --to qdrant` (the lore that wrote this collection can \
+                 copy it out first with `lore migrate --from qdrant --to embedded`; this lore \
+                 upgrades an embedded store in place) or by ingesting again",
+                found.map_or("unknown".to_owned(), |n| n.to_string())
+            ));
+        }
+    }
     let fix = "use another [store] collection, or the embedder it was built with";
     let named: HashMap<String, VectorParams> = match params
         .vectors_config
@@ -238,36 +283,18 @@ pub(super) fn check_schema(
         .as_ref()
         .and_then(|s| s.map.get(SPARSE));
     match sparse {
-        Some(p) if p.modifier == Some(Modifier::Idf as i32) => {}
-        Some(_) => {
+        Some(p) if p.modifier == Some(Modifier::Idf as i32) => {
             return Err(format!(
-                "schema mismatch: the collection's {SPARSE:?} sparse vector lacks the IDF \
-                 modifier, so BM25 scores would differ; use another [store] collection"
+                "schema mismatch: the collection's {SPARSE:?} sparse vector has the IDF \
+                 modifier, which counts every tenant (lore weights BM25 queries by each \
+                 scope's own IDF); use another [store] collection"
             ));
         }
+        Some(_) => {}
         None => {
             return Err(format!(
                 "schema mismatch: the collection has no {SPARSE:?} sparse vector; use another \
                  [store] collection"
-            ));
-        }
-    }
-    // Collections created by lore pin their format and embedder; another model of the same
-    // size would otherwise pass the dimension check and return nonsense, and a format-1
-    // collection holds BM25 dimensions shared by all tenants, which keyed queries miss.
-    let metadata = info.config.as_ref().map(|c| &c.metadata);
-    if let Some(found) = metadata.and_then(|m| m.get(META_FORMAT)) {
-        let found = match &found.kind {
-            Some(value::Kind::IntegerValue(n)) => Some(*n),
-            Some(value::Kind::DoubleValue(n)) => Some(*n as i64),
-            _ => None,
-        };
-        if found != Some(i64::from(FORMAT)) {
-            return Err(format!(
-                "the collection was built by another lore version (format {}, this lore \
-                 needs {FORMAT}); use another [store] collection and fill it with `lore \
-                 migrate --from embedded --to qdrant` or by ingesting again",
-                found.map_or("unknown".to_owned(), |n| n.to_string())
             ));
         }
     }

@@ -14,8 +14,7 @@ use super::points::{
 };
 use super::{QdrantStore, UPSERT_BATCH};
 use crate::store::schema::{
-    DENSE, SOURCE, SOURCE_HASH, SPARSE, TENANT, check_dense_dimensions, check_query,
-    chunk_point_id, scope_terms,
+    DENSE, SOURCE, SOURCE_HASH, SPARSE, TENANT, check_dense_dimensions, check_query, chunk_point_id,
 };
 use crate::store::{
     Hit, KnowledgeStore, ScrollPage, SearchRequest, SourceSummary, StoreError, StoreQuery,
@@ -110,7 +109,8 @@ impl KnowledgeStore for QdrantStore {
                 query.using = Some(DENSE.to_owned());
             }
             StoreQuery::Sparse(v) => {
-                query.query = nearest(sparse_input(scope_terms(&request.scope, &v)));
+                let weighted = self.weighted_query(&request.scope, &v).await?;
+                query.query = nearest(sparse_input(weighted));
                 query.using = Some(SPARSE.to_owned());
             }
             StoreQuery::Hybrid {
@@ -126,9 +126,10 @@ impl KnowledgeStore for QdrantStore {
                     limit: Some(depth),
                     ..Default::default()
                 };
+                let weighted = self.weighted_query(&request.scope, &sparse).await?;
                 query.prefetch = vec![
                     side(dense_input(dense), DENSE),
-                    side(sparse_input(scope_terms(&request.scope, &sparse)), SPARSE),
+                    side(sparse_input(weighted), SPARSE),
                 ];
                 query.query = Some(Query {
                     variant: Some(query::Variant::Rrf(Rrf {

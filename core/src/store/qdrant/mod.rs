@@ -17,9 +17,11 @@ use qdrant_client::qdrant::{
     CollectionInfo, CountPoints, FacetCounts, Filter, GetCollectionInfoRequest, facet_value,
 };
 
-use super::{StoreError, StoreErrorKind};
+use super::scope_idf::{document_frequency_probes, weighted_scope_query};
+use super::{SparseVector, StoreError, StoreErrorKind, TenantScope};
 use collection::check_version;
 use errors::{call_error, unreachable};
+use points::{scope_filter, term_filter};
 
 pub use collection::MIN_SERVER_VERSION;
 
@@ -141,6 +143,26 @@ impl QdrantStore {
             .await
             .map_err(|e| self.call_failed(e))?;
         Ok(response.result.map_or(0, |r| r.count as usize))
+    }
+
+    /// The BM25 query for a scope, weighted by the IDF counted in the scope alone (the
+    /// counts run concurrently).
+    async fn weighted_query(
+        &self,
+        scope: &TenantScope,
+        query: &SparseVector,
+    ) -> Result<SparseVector, StoreError> {
+        if query.indices.is_empty() {
+            return Ok(SparseVector::default());
+        }
+        let chunks = self.count(scope_filter(scope));
+        let dfs = futures::future::try_join_all(
+            document_frequency_probes(scope, query)
+                .into_iter()
+                .map(|hashes| self.count(term_filter(scope, hashes))),
+        );
+        let (chunks, dfs) = futures::try_join!(chunks, dfs)?;
+        Ok(weighted_scope_query(scope, query, chunks, &dfs))
     }
 
     async fn facet(

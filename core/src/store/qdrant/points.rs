@@ -5,16 +5,17 @@ use std::collections::HashMap;
 use qdrant_client::Payload;
 use qdrant_client::qdrant::{
     Condition, DenseVector, FieldCondition, Filter, Match, NamedVectors, PointId, PointStruct,
-    Query, RepeatedStrings, Value, Vector, VectorInput, Vectors, VectorsOutput,
+    Query, RepeatedIntegers, RepeatedStrings, Value, Vector, VectorInput, Vectors, VectorsOutput,
     WithPayloadSelector, WithVectorsSelector, condition, r#match, point_id, query, vector,
     vector_input, vector_output, vectors, vectors_output, with_payload_selector,
     with_vectors_selector,
 };
 
 use crate::store::schema::{
-    DENSE, SOURCE, SPARSE, TENANT, chunk_payload, chunk_point_id, lore_terms, payload_chunk,
+    DENSE, SOURCE, SPARSE, TENANT, chunk_point_id, lore_terms, payload_chunk, point_payload,
     tenant_terms,
 };
+use crate::store::scope_idf::BM25_TERMS;
 use crate::store::{Chunk, SparseVector, StoreError, StoreErrorKind, StoredChunk, TenantScope};
 
 /// A point lore did not write.
@@ -68,6 +69,23 @@ pub(super) fn scope_filter(scope: &TenantScope) -> Filter {
     }
 }
 
+/// The scope's chunks holding any of `hashes` in [`BM25_TERMS`].
+pub(super) fn term_filter(scope: &TenantScope, hashes: Vec<i64>) -> Filter {
+    let mut filter = scope_filter(scope);
+    filter.must.push(Condition {
+        condition_one_of: Some(condition::ConditionOneOf::Field(FieldCondition {
+            key: BM25_TERMS.to_owned(),
+            r#match: Some(Match {
+                match_value: Some(r#match::MatchValue::Integers(RepeatedIntegers {
+                    integers: hashes,
+                })),
+            }),
+            ..Default::default()
+        })),
+    });
+    filter
+}
+
 pub(super) fn source_filter(tenant: &str, source: &str) -> Filter {
     Filter {
         must: vec![keyword(TENANT, tenant), keyword(SOURCE, source)],
@@ -82,6 +100,7 @@ pub(super) fn to_point(stored: StoredChunk) -> Result<PointStruct, StoreError> {
         sparse,
     } = stored;
     let id = chunk_point_id(&chunk.tenant, &chunk.source, chunk.index);
+    let payload = Payload::from(point_payload(&chunk, &sparse)?);
     let mut named = HashMap::from([(
         SPARSE.to_owned(),
         Vector {
@@ -103,7 +122,6 @@ pub(super) fn to_point(stored: StoredChunk) -> Result<PointStruct, StoreError> {
             },
         );
     }
-    let payload = Payload::from(chunk_payload(&chunk)?);
     Ok(PointStruct {
         id: Some(uuid_id(id)),
         payload: payload.into(),
