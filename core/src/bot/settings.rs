@@ -40,11 +40,11 @@ impl BotSettings {
         if self.max_concurrent_channels == 0 {
             return bad("max_concurrent_channels", "must be at least 1");
         }
-        if self.questions_per_user_per_minute == 0 || self.questions_per_channel_per_minute == 0 {
-            return bad(
-                "questions_per_user_per_minute",
-                "question limits must be at least 1",
-            );
+        if self.questions_per_user_per_minute == 0 {
+            return bad("questions_per_user_per_minute", "must be at least 1");
+        }
+        if self.questions_per_channel_per_minute == 0 {
+            return bad("questions_per_channel_per_minute", "must be at least 1");
         }
         if self.backfill_pages_per_minute == 0 {
             return bad("backfill_pages_per_minute", "must be at least 1");
