@@ -3,8 +3,8 @@
 //! the embedded store and the server interchangeable (`lore migrate` copies between them,
 //! and a search gives the same answer on either). Each backend keeps its own API types.
 
-use super::scope_idf::{BM25_TERMS, chunk_term_hashes};
 use super::{Chunk, SparseVector, StoreError, StoreErrorKind, StoreQuery, StoredChunk};
+use sha2::{Digest, Sha256};
 
 /// Named dense vector (cosine).
 pub const DENSE: &str = "dense";
@@ -138,6 +138,26 @@ pub fn check_query(query: &StoreQuery, dimension: Option<usize>) -> Result<(), S
         ));
     }
     Ok(())
+}
+
+/// Payload key: a chunk's BM25 terms as [`term_hash`]es, under an integer index.
+pub const BM25_TERMS: &str = "bm25_terms";
+
+/// A term of `tenant` as a 64-bit hash (the first 8 bytes of SHA-256 over the tenant and
+/// lore's term id). Keyed by the tenant, so equal words of two tenants are different values.
+pub fn term_hash(tenant: &str, term: u32) -> i64 {
+    let digest = Sha256::new()
+        .chain_update(b"lore-bm25-term\0")
+        .chain_update(tenant.as_bytes())
+        .chain_update([0])
+        .chain_update(term.to_le_bytes())
+        .finalize();
+    i64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
+}
+
+/// The [`BM25_TERMS`] payload of a chunk of `tenant` with these lore term ids.
+pub fn chunk_term_hashes(tenant: &str, terms: &[u32]) -> Vec<i64> {
+    terms.iter().map(|&term| term_hash(tenant, term)).collect()
 }
 
 #[cfg(test)]

@@ -5,30 +5,10 @@
 //! counts the scope's chunks and, per query term, the scope's chunks holding it, and the
 //! query vector arrives already weighted by those IDFs ([`weighted_scope_query`]).
 
-use sha2::{Digest, Sha256};
-
+// The hashes are part of the stored schema; re-exported here beside their use.
+pub use super::schema::{BM25_TERMS, chunk_term_hashes, term_hash};
 use super::schema::{ascending, tenant_terms};
 use super::{SparseVector, TenantScope};
-
-/// Payload key: a chunk's BM25 terms as [`term_hash`]es, under an integer index.
-pub const BM25_TERMS: &str = "bm25_terms";
-
-/// A term of `tenant` as a 64-bit hash (the first 8 bytes of SHA-256 over the tenant and
-/// lore's term id). Keyed by the tenant, so equal words of two tenants are different values.
-pub fn term_hash(tenant: &str, term: u32) -> i64 {
-    let digest = Sha256::new()
-        .chain_update(b"lore-bm25-term\0")
-        .chain_update(tenant.as_bytes())
-        .chain_update([0])
-        .chain_update(term.to_le_bytes())
-        .finalize();
-    i64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
-}
-
-/// The [`BM25_TERMS`] payload of a chunk of `tenant` with these lore term ids.
-pub fn chunk_term_hashes(tenant: &str, terms: &[u32]) -> Vec<i64> {
-    terms.iter().map(|&term| term_hash(tenant, term)).collect()
-}
 
 /// For each query term, its hashes in the scope's tenants: the scope's chunks whose
 /// [`BM25_TERMS`] hold any of them are the term's document frequency.
