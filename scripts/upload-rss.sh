@@ -19,16 +19,16 @@ size=${3:-40}
 kind=${4:-pdf}
 [ -x "$lore" ] || { echo "no lore binary at $lore (build it: cargo build --release)" >&2; exit 2; }
 
+. "$(dirname "$0")/serve-lib.sh"
 work=$(mktemp -d)
-pid=
 sampler=
 cleanup() {
     [ -n "$sampler" ] && kill "$sampler" 2>/dev/null || true
-    [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+    stop_serve
     rm -rf "$work"
 }
 trap cleanup EXIT
-mkdir -p "$work/data" "$work/tmp" "$work/files"
+mkdir -p "$work/files"
 
 for i in $(seq 1 "$n"); do
     if [ "$kind" = txt ]; then
@@ -39,24 +39,8 @@ for i in $(seq 1 "$n"); do
     fi
 done
 
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-token=rss-admin-token-0123456789
-LORE_STORE__DATA_DIR="$work/data" \
-    LORE_EMBEDDING__PROVIDER=none \
-    LORE_LLM__PROVIDER=none \
-    LORE_HTTP__LISTEN="127.0.0.1:$port" \
-    LORE_HTTP_TOKENS="$token:rss:admin" \
-    LORE_LOG=warn \
-    TMPDIR="$work/tmp" \
-    "$lore" serve >"$work/serve.log" 2>&1 &
-pid=$!
-for _ in $(seq 1 600); do
-    curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
-    kill -0 "$pid" 2>/dev/null || { cat "$work/serve.log" >&2; exit 1; }
-    sleep 0.1
-done
+start_serve "$lore" "$work"
 
-kib() { awk -v k="$1" '$1 == k":" { print $2 }' "/proc/$pid/status"; }
 baseline=$(kib VmRSS)
 hwm_before=$(kib VmHWM)
 
