@@ -15,6 +15,17 @@ use crate::answer::{Answer, HistoryTurn};
 /// Name the bot's turns are remembered under.
 const BOT_NAME: &str = "lore";
 
+/// The question trimmed, or the usage line when there is none.
+fn asked(question: &str) -> Result<&str, BotError> {
+    let question = question.trim();
+    if question.is_empty() {
+        return Err(BotError::Usage(
+            "ask me a question about your team's knowledge, or /help".to_owned(),
+        ));
+    }
+    Ok(question)
+}
+
 /// One turn of a remembered conversation: loads its history, answers in the key's tenant
 /// scope, then appends the question and the answer and flushes memory.
 pub async fn answer_turn(
@@ -24,12 +35,7 @@ pub async fn answer_turn(
     question: &str,
     on_delta: Option<UnboundedSender<String>>,
 ) -> Result<Answer, BotError> {
-    let question = question.trim();
-    if question.is_empty() {
-        return Err(BotError::Usage(
-            "ask me a question about your team's knowledge, or /help".to_owned(),
-        ));
-    }
+    let question = asked(question)?;
     let history: Vec<HistoryTurn> = core
         .memory
         .load(key)?
@@ -59,12 +65,7 @@ pub async fn answer_once(
     question: &str,
     on_delta: Option<UnboundedSender<String>>,
 ) -> Result<Answer, BotError> {
-    let question = question.trim();
-    if question.is_empty() {
-        return Err(BotError::Usage(
-            "ask me a question about your team's knowledge, or /help".to_owned(),
-        ));
-    }
+    let question = asked(question)?;
     answer_question(core, key, question, &[], on_delta).await
 }
 
