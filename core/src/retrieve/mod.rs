@@ -2,16 +2,22 @@
 //! decide whether the evidence is strong enough to answer from.
 
 mod mmr;
+mod question;
+mod sections;
 mod settings;
 
-pub use settings::RetrievalSettings;
+pub use question::lexical_words;
+pub use settings::{Fusion, RankUnit, RetrievalSettings};
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::embed::bm25::Bm25Encoder;
 use crate::embed::{EmbedError, Embedder};
-use crate::store::{Hit, KnowledgeStore, SearchRequest, StoreError, StoreQuery, TenantScope};
+use crate::store::{
+    Hit, KnowledgeStore, SearchRequest, SparseVector, StoreError, StoreQuery, TenantScope,
+};
+use sections::SectionHit;
 
 crate::choice! {
     /// How candidates are scored.
@@ -39,10 +45,54 @@ pub enum RetrieveError {
 /// The outcome of a search: hits, best first, and whether they clear the evidence gate.
 #[derive(Debug, Clone)]
 pub struct Retrieval {
+    /// Best first: one per section (its best chunk), or chunks when ranking chunks.
     pub hits: Vec<Hit>,
+    /// What an answer reads for each hit: the hit's section's matching chunks in reading
+    /// order (or the chunk itself when ranking chunks).
+    pub passages: Vec<String>,
     /// The mode actually used (a dense mode falls back to sparse without an embedder).
     pub mode: SearchMode,
     pub evidence: bool,
+}
+
+impl Retrieval {
+    /// One result from several searches of the same scope (a question asked in different
+    /// words): reciprocal rank fusion over the hits, each hit once with its passage; there
+    /// is evidence when any search found some.
+    pub fn fuse(searches: Vec<Retrieval>, k: usize) -> Retrieval {
+        let mode = searches.first().map_or(SearchMode::Sparse, |r| r.mode);
+        let evidence = searches.iter().any(|r| r.evidence);
+        let mut fused: Vec<(f32, Hit, String)> = Vec::new();
+        for search in searches {
+            for (rank, (hit, passage)) in search.hits.into_iter().zip(search.passages).enumerate() {
+                let add = 1.0 / (60.0 + rank as f32 + 1.0);
+                let same = |(_, h, _): &&mut (f32, Hit, String)| {
+                    h.chunk.tenant == hit.chunk.tenant
+                        && h.chunk.source == hit.chunk.source
+                        && h.chunk.index == hit.chunk.index
+                };
+                match fused.iter_mut().find(same) {
+                    Some(entry) => entry.0 += add,
+                    None => fused.push((add, hit, passage)),
+                }
+            }
+        }
+        fused.sort_by(|a, b| b.0.total_cmp(&a.0));
+        fused.truncate(k);
+        let (hits, passages) = fused
+            .into_iter()
+            .map(|(score, mut hit, passage)| {
+                hit.score = score;
+                (hit, passage)
+            })
+            .unzip();
+        Retrieval {
+            hits,
+            passages,
+            mode,
+            evidence,
+        }
+    }
 }
 
 /// Searches one store with one embedder configuration.
@@ -72,6 +122,16 @@ impl Retriever {
         &self.settings
     }
 
+    /// The same store and embedders searched with other settings (`lore eval sweep`).
+    pub fn with_settings(&self, settings: RetrievalSettings) -> Self {
+        Self {
+            store: self.store.clone(),
+            embedder: self.embedder.clone(),
+            bm25: self.bm25.clone(),
+            settings,
+        }
+    }
+
     /// The mode a request will really run in.
     pub fn effective_mode(&self, requested: Option<SearchMode>) -> SearchMode {
         let mode = requested.unwrap_or(self.settings.mode);
@@ -82,7 +142,8 @@ impl Retriever {
         }
     }
 
-    /// Top-`k` passages for `question` within `scope`.
+    /// The `k` best sections for `question` within `scope` (one hit per section: its best
+    /// chunk), or the `k` best chunks when `[retrieval] rank_by = "chunk"`.
     pub async fn search(
         &self,
         scope: &TenantScope,
@@ -90,8 +151,26 @@ impl Retriever {
         mode: Option<SearchMode>,
         k: usize,
     ) -> Result<Retrieval, RetrieveError> {
+        self.search_by(scope, question, mode, k, self.settings.rank_by)
+            .await
+    }
+
+    /// [`search`](Self::search) ranking the given unit.
+    pub async fn search_by(
+        &self,
+        scope: &TenantScope,
+        question: &str,
+        mode: Option<SearchMode>,
+        k: usize,
+        unit: RankUnit,
+    ) -> Result<Retrieval, RetrieveError> {
         let mode = self.effective_mode(mode);
-        let sparse = self.bm25.query(question);
+        let lexical = if self.settings.cut_instructions {
+            question::lexical_words(question)
+        } else {
+            question.to_owned()
+        };
+        let sparse = self.bm25.query(&lexical);
         let dense = match (&self.embedder, mode) {
             (Some(embedder), SearchMode::Dense | SearchMode::Hybrid | SearchMode::Mmr) => {
                 Some(embedder.embed_query(question).await?)
@@ -99,7 +178,71 @@ impl Retriever {
             _ => None,
         };
         let candidates = k * self.settings.candidate_factor;
-        let query = match (mode, dense.clone()) {
+        let (hits, passages) = match (unit, mode, dense.clone()) {
+            (RankUnit::Section, SearchMode::Hybrid, Some(d)) => {
+                let (dense_side, sparse_side) = futures::try_join!(
+                    self.side(scope, StoreQuery::Dense(d), candidates),
+                    self.side(scope, StoreQuery::Sparse(sparse.clone()), candidates),
+                )?;
+                let (dense_side, sparse_side) =
+                    (sections::collapse(dense_side), sections::collapse(sparse_side));
+                let w = self.settings.dense_weight;
+                let fused = match self.settings.fusion {
+                    Fusion::Standardised => {
+                        sections::fuse_standardised(dense_side, sparse_side, w)
+                    }
+                    Fusion::Rrf => {
+                        sections::fuse_rrf(dense_side, sparse_side, w, self.settings.rrf_k)
+                    }
+                };
+                self.section_hits(fused, k)
+            }
+            (RankUnit::Section, _, dense) => {
+                let query = self.store_query(mode, dense, &sparse);
+                let hits = self.side(scope, query, candidates).await?;
+                let hits = if mode == SearchMode::Mmr {
+                    mmr::select(hits, candidates, self.settings.mmr_lambda)
+                } else {
+                    hits
+                };
+                self.section_hits(sections::collapse(hits), k)
+            }
+            (RankUnit::Chunk, _, dense) => {
+                let is_mmr = mode == SearchMode::Mmr;
+                let mut hits = self
+                    .store
+                    .search(SearchRequest {
+                        scope: scope.clone(),
+                        query: self.store_query(mode, dense, &sparse),
+                        limit: if is_mmr { candidates } else { k },
+                        candidates,
+                        with_vectors: true,
+                    })
+                    .await?;
+                if is_mmr {
+                    hits = mmr::select(hits, k, self.settings.mmr_lambda);
+                }
+                let passages = hits.iter().map(|h| h.chunk.text.clone()).collect();
+                (hits, passages)
+            }
+        };
+        let evidence = self.has_evidence(&sparse.indices, dense.as_deref(), &hits);
+        Ok(Retrieval {
+            hits,
+            passages,
+            mode,
+            evidence,
+        })
+    }
+
+    /// The store query of a mode (hybrid fused in the store with RRF, for chunk ranking).
+    fn store_query(
+        &self,
+        mode: SearchMode,
+        dense: Option<Vec<f32>>,
+        sparse: &SparseVector,
+    ) -> StoreQuery {
+        match (mode, dense) {
             (SearchMode::Dense, Some(d)) => StoreQuery::Dense(d),
             (SearchMode::Hybrid | SearchMode::Mmr, Some(d)) => StoreQuery::Hybrid {
                 dense: d,
@@ -107,28 +250,38 @@ impl Retriever {
                 rrf_k: self.settings.rrf_k,
             },
             _ => StoreQuery::Sparse(sparse.clone()),
-        };
-        let is_mmr = mode == SearchMode::Mmr;
-        let mut hits = self
-            .store
+        }
+    }
+
+    /// One side's candidate chunks, with vectors (the evidence gate and MMR compare them).
+    async fn side(
+        &self,
+        scope: &TenantScope,
+        query: StoreQuery,
+        candidates: usize,
+    ) -> Result<Vec<Hit>, StoreError> {
+        self.store
             .search(SearchRequest {
                 scope: scope.clone(),
                 query,
-                limit: if is_mmr { candidates } else { k },
+                limit: candidates,
                 candidates,
-                // The evidence gate and MMR compare vectors.
                 with_vectors: true,
             })
-            .await?;
-        if is_mmr {
-            hits = mmr::select(hits, k, self.settings.mmr_lambda);
-        }
-        let evidence = self.has_evidence(&sparse.indices, dense.as_deref(), &hits);
-        Ok(Retrieval {
-            hits,
-            mode,
-            evidence,
-        })
+            .await
+    }
+
+    /// The first `k` sections as hits (each its best chunk, scored as the section) and the
+    /// passages an answer reads (the section's matching chunks in reading order).
+    fn section_hits(&self, sections: Vec<SectionHit>, k: usize) -> (Vec<Hit>, Vec<String>) {
+        sections
+            .into_iter()
+            .take(k)
+            .map(|section| {
+                let passage = sections::passage(&section, self.settings.passage_chars);
+                (section.best, passage)
+            })
+            .unzip()
     }
 
     /// True when some hit is close enough to the question: a dense cosine at or above

@@ -3,6 +3,26 @@
 use serde::Deserialize;
 
 use super::SearchMode;
+
+crate::choice! {
+    /// What a search ranks and returns.
+    pub enum RankUnit {
+        /// Sections (a PDF page, a Markdown section, a run of subtitle cues), one hit each.
+        Section = "section",
+        /// Raw chunks.
+        Chunk = "chunk",
+    }
+}
+
+crate::choice! {
+    /// How the dense and BM25 section lists become one.
+    pub enum Fusion {
+        /// Weighted sum of each side's z-scores.
+        Standardised = "standardised",
+        /// Weighted reciprocal rank fusion.
+        Rrf = "rrf",
+    }
+}
 use crate::setting::SettingError;
 
 /// `[retrieval]` in settings.toml; every key is documented there with its default.
@@ -16,6 +36,11 @@ pub struct RetrievalSettings {
     pub mmr_lambda: f32,
     pub min_dense_score: f32,
     pub min_term_coverage: f32,
+    pub rank_by: RankUnit,
+    pub fusion: Fusion,
+    pub dense_weight: f32,
+    pub cut_instructions: bool,
+    pub passage_chars: usize,
 }
 
 impl RetrievalSettings {
@@ -28,12 +53,16 @@ impl RetrievalSettings {
         if self.candidate_factor == 0 {
             return Err(bad("candidate_factor", "must be at least 1".into()));
         }
+        if self.passage_chars == 0 {
+            return Err(bad("passage_chars", "must be at least 1".into()));
+        }
         if self.rrf_k == 0 {
             return Err(bad("rrf_k", "must be at least 1".into()));
         }
         for (key, value) in [
             ("mmr_lambda", self.mmr_lambda),
             ("min_term_coverage", self.min_term_coverage),
+            ("dense_weight", self.dense_weight),
         ] {
             if !(0.0..=1.0).contains(&value) {
                 return Err(bad(key, format!("{value} is outside 0..=1")));
