@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use lore_core::embed::EmbeddingProvider;
 use lore_core::eval::{self, answers, generate, report, retrieval, sweep};
-use lore_core::retrieve::SearchMode;
+use lore_core::retrieve::{Fusion, SearchMode};
 
 use crate::progress::TerminalProgress;
 use crate::settings::Settings;
@@ -106,6 +106,16 @@ pub struct SweepArgs {
     /// Keep each cell's store under OUT/stores/ instead of a temporary directory.
     #[arg(long)]
     pub keep_stores: bool,
+    /// Hybrid fusion rules to compare: standardised, rrf (default: retrieval.fusion).
+    #[arg(long, value_delimiter = ',')]
+    pub fusions: Vec<Fusion>,
+    /// Dense weights of the hybrid fusion to compare (default: retrieval.dense_weight).
+    #[arg(long, value_delimiter = ',')]
+    pub dense_weights: Vec<f32>,
+    /// Whether BM25 reads the question without its instruction phrases: true, false
+    /// (default: retrieval.cut_instructions).
+    #[arg(long, value_delimiter = ',')]
+    pub cut_instructions: Vec<bool>,
 }
 
 /// `lore eval generate`.
@@ -161,6 +171,9 @@ impl From<SweepArgs> for eval::SweepArgs {
             embedders: a.embedders,
             k: a.k,
             keep_stores: a.keep_stores,
+            fusions: a.fusions,
+            dense_weights: a.dense_weights,
+            cut_instructions: a.cut_instructions,
         }
     }
 }

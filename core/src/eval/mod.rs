@@ -102,4 +102,10 @@ pub struct SweepArgs {
     pub k: Vec<usize>,
     /// Keep each cell's store under OUT/stores/ instead of a temporary directory.
     pub keep_stores: bool,
+    /// Hybrid fusion rules to try (empty: the configured one).
+    pub fusions: Vec<crate::retrieve::Fusion>,
+    /// Dense weights of the hybrid fusion to try (empty: the configured one).
+    pub dense_weights: Vec<f32>,
+    /// Whether BM25 reads the question without its instructions (empty: as configured).
+    pub cut_instructions: Vec<bool>,
 }

@@ -81,19 +81,20 @@ pub fn summary_markdown(r: &RunResult) -> String {
         c.search_seconds,
     );
     let header: Vec<String> = ks.iter().map(|k| format!("recall@{k}")).collect();
-    let _ = writeln!(md, "| {} | MRR | nDCG@10 |", header.join(" | "));
-    let _ = writeln!(md, "|{}---|---|", "---|".repeat(ks.len()));
-    let values: Vec<String> = ks
-        .iter()
-        .map(|k| format!("{:.3}", r.recall_at(*k).unwrap_or(0.0)))
-        .collect();
-    let _ = writeln!(
-        md,
-        "| {} | {:.3} | {:.3} |\n",
-        values.join(" | "),
-        r.mrr,
-        r.ndcg10
-    );
+    let _ = writeln!(md, "| level | {} | MRR | nDCG@10 |", header.join(" | "));
+    let _ = writeln!(md, "|---|{}---|---|", "---|".repeat(ks.len()));
+    let row = |name: &str, recall: &dyn Fn(usize) -> Option<f64>, mrr: f64, ndcg: f64| {
+        let values: Vec<String> = ks
+            .iter()
+            .map(|k| format!("{:.3}", recall(*k).unwrap_or(0.0)))
+            .collect();
+        format!("| {name} | {} | {mrr:.3} | {ndcg:.3} |\n", values.join(" | "))
+    };
+    md.push_str(&row("sections", &|k| r.recall_at(k), r.mrr, r.ndcg10));
+    if let Some(c) = &r.chunk_level {
+        md.push_str(&row("chunks", &|k| c.recall_at(k), c.mrr, c.ndcg10));
+    }
+    md.push('\n');
     if let Some(a) = &r.answers {
         md.push_str(&answers_markdown(a));
     }

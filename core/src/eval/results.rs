@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::judge::{Faithfulness, JudgeScores};
-use crate::retrieve::SearchMode;
+use crate::retrieve::{Fusion, SearchMode};
 
 /// How an index is built: everything that changes what is stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,6 +35,17 @@ pub struct RunConfig {
     pub chunks: usize,
     pub ingest_seconds: f64,
     pub search_seconds: f64,
+    /// The query-time knobs of the run.
+    #[serde(default)]
+    pub query: Option<QueryKnobs>,
+}
+
+/// Query-time retrieval settings a run used (the `[retrieval]` keys a sweep varies).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueryKnobs {
+    pub fusion: Fusion,
+    pub dense_weight: f32,
+    pub cut_instructions: bool,
 }
 
 /// One question's outcome.
@@ -43,12 +54,16 @@ pub struct CaseResult {
     pub id: String,
     pub query: String,
     pub gold: String,
-    /// 1-based rank of the first relevant chunk within the largest k; `None` is a miss.
+    /// 1-based rank of the first relevant section (distinct sections, as `lore search`
+    /// returns them) within the largest k; `None` is a miss.
     pub rank: Option<usize>,
+    /// The same among raw chunks.
+    #[serde(default)]
+    pub chunk_rank: Option<usize>,
     /// The relevant chunk shares its score with a chunk ranked above it.
     #[serde(default)]
     pub tied: bool,
-    /// Sources (and pages) of the retrieved chunks, best first.
+    /// Sources (and pages) of the retrieved sections, best first.
     pub retrieved: Vec<String>,
 }
 
@@ -56,15 +71,34 @@ pub struct CaseResult {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunResult {
     pub config: RunConfig,
+    /// Section level (the gold page or section among the top k distinct sections).
     /// Recall keyed by k as a string, as JSON objects need.
     pub recall: BTreeMap<String, f64>,
     pub mrr: f64,
     #[serde(rename = "ndcg@10")]
     pub ndcg10: f64,
     pub cases: Vec<CaseResult>,
+    /// The same figures over raw chunks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_level: Option<LevelScores>,
     /// Answer metrics, when the run scored answers too (`lore eval answers`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answers: Option<AnswerReport>,
+}
+
+/// Recall, MRR and nDCG@10 at one level (sections or chunks).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LevelScores {
+    pub recall: BTreeMap<String, f64>,
+    pub mrr: f64,
+    #[serde(rename = "ndcg@10")]
+    pub ndcg10: f64,
+}
+
+impl LevelScores {
+    pub fn recall_at(&self, k: usize) -> Option<f64> {
+        self.recall.get(&k.to_string()).copied()
+    }
 }
 
 impl RunResult {

@@ -5,13 +5,15 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::dataset::{self, QaSet};
-pub use super::results::{CaseResult, IndexConfig, RunConfig, RunResult};
+pub use super::results::{
+    CaseResult, IndexConfig, LevelScores, QueryKnobs, RunConfig, RunResult,
+};
 use super::{EvalError, RetrievalArgs, metrics};
 use crate::ingest::document::DocKind;
 use crate::ingest::load;
 use crate::kb::{KnowledgeBase, KnowledgeBaseSettings};
 use crate::progress::Progress;
-use crate::retrieve::SearchMode;
+use crate::retrieve::{RankUnit, RetrievalSettings, Retriever, SearchMode};
 use crate::store::TenantScope;
 
 /// Tenant of the stores `lore eval` builds itself.
@@ -134,9 +136,12 @@ pub async fn open_index(
     })
 }
 
-/// Asks every question of `set` in `mode` and scores the ranks at each of `ks`.
+/// Asks every question of `set` in `mode` with `retriever` (the index's own, or the same
+/// store with other query settings) and scores where the gold landed, among distinct
+/// sections (as `lore search` returns them) and among raw chunks, within the largest k.
 pub async fn evaluate(
     index: &Index,
+    retriever: &Retriever,
     set: &QaSet,
     mode: SearchMode,
     ks: &[usize],
@@ -148,25 +153,27 @@ pub async fn evaluate(
     progress.begin(set.cases.len() as u64, "queries");
     let mut cases = Vec::with_capacity(set.cases.len());
     for case in &set.cases {
-        let retrieval = index
-            .kb
-            .retriever
-            .search(&scope, &case.query, Some(mode), k_max)
-            .await?;
-        let relevant: Vec<bool> = retrieval
-            .hits
-            .iter()
-            .map(|h| case.gold.matches(&h.chunk, &case.answers))
-            .collect();
-        let scores: Vec<f32> = retrieval.hits.iter().map(|h| h.score).collect();
-        let rank = metrics::first_relevant_rank(&relevant);
+        let (sections, chunks) = futures::try_join!(
+            retriever.search_by(&scope, &case.query, Some(mode), k_max, RankUnit::Section),
+            retriever.search_by(&scope, &case.query, Some(mode), k_max, RankUnit::Chunk),
+        )?;
+        let rank_of = |hits: &[crate::store::Hit]| {
+            let relevant: Vec<bool> = hits
+                .iter()
+                .map(|h| case.gold.matches(&h.chunk, &case.answers))
+                .collect();
+            metrics::first_relevant_rank(&relevant)
+        };
+        let rank = rank_of(&sections.hits);
+        let scores: Vec<f32> = sections.hits.iter().map(|h| h.score).collect();
         cases.push(CaseResult {
             id: case.id.clone(),
             query: case.query.clone(),
             gold: case.gold.label(),
             rank,
+            chunk_rank: rank_of(&chunks.hits),
             tied: metrics::rank_is_tied(&scores, rank),
-            retrieved: retrieval
+            retrieved: sections
                 .hits
                 .iter()
                 .map(|h| match h.chunk.page {
@@ -181,20 +188,30 @@ pub async fn evaluate(
     Ok((cases, started.elapsed().as_secs_f64()))
 }
 
-/// Scores cases into a result; ranks count within the largest k searched.
+/// Scores cases into a result (section level, with the chunk level beside it); ranks count
+/// within the largest k searched.
 pub fn score(config: RunConfig, cases: Vec<CaseResult>) -> RunResult {
-    let ranks: Vec<Option<usize>> = cases.iter().map(|c| c.rank).collect();
+    let sections = level(&config.ks, cases.iter().map(|c| c.rank).collect());
+    let chunks = level(&config.ks, cases.iter().map(|c| c.chunk_rank).collect());
     RunResult {
-        recall: config
-            .ks
+        recall: sections.recall,
+        mrr: sections.mrr,
+        ndcg10: sections.ndcg10,
+        config,
+        cases,
+        chunk_level: Some(chunks),
+        answers: None,
+    }
+}
+
+fn level(ks: &[usize], ranks: Vec<Option<usize>>) -> LevelScores {
+    LevelScores {
+        recall: ks
             .iter()
             .map(|k| (k.to_string(), metrics::recall_at(&ranks, *k)))
             .collect(),
         mrr: metrics::mrr(&ranks),
         ndcg10: metrics::ndcg_at(&ranks, 10),
-        config,
-        cases,
-        answers: None,
     }
 }
 
@@ -243,8 +260,18 @@ pub async fn run_keeping_index(
         Some(dir) => open_index(&settings, dir, tenant).await?,
         None => build_index(&settings, &set, &args.set.corpus, &config, None, progress).await?,
     };
-    let (cases, search_seconds) = evaluate(&index, &set, mode, &args.k, progress).await?;
-    let mut run_config = run_config(&index, &args.set, config, mode, &args.k, search_seconds);
+    let retriever = index.kb.retriever.clone();
+    let (cases, search_seconds) =
+        evaluate(&index, &retriever, &set, mode, &args.k, progress).await?;
+    let mut run_config = run_config(
+        &index,
+        &retriever,
+        &args.set,
+        config,
+        mode,
+        &args.k,
+        search_seconds,
+    );
     run_config.store = args.store.as_ref().map(|d| d.display().to_string());
     Ok((score(run_config, cases), index, set))
 }
@@ -252,22 +279,34 @@ pub async fn run_keeping_index(
 /// The recorded configuration of a run over `index`.
 pub fn run_config(
     index: &Index,
+    retriever: &Retriever,
     set: &super::SetArgs,
     config: IndexConfig,
     mode: SearchMode,
     ks: &[usize],
     search_seconds: f64,
 ) -> RunConfig {
-    let effective_mode = index.kb.retriever.effective_mode(Some(mode));
+    let effective_mode = retriever.effective_mode(Some(mode));
+    let knobs = knobs(retriever.settings());
     let label = format!(
-        "{}/{}/{}/{:?}",
+        "{}/{}/{}/{:?}{}",
         config.chunk_size,
         config.chunk_overlap,
         match &index.kb.embedder {
             Some(_) => config.embedder.as_str(),
             None => "none",
         },
-        effective_mode
+        effective_mode,
+        match effective_mode {
+            SearchMode::Hybrid => format!(
+                "/{}-{}{}",
+                knobs.fusion.as_str(),
+                knobs.dense_weight,
+                if knobs.cut_instructions { "" } else { "-whole" }
+            ),
+            SearchMode::Sparse if !knobs.cut_instructions => "/whole".into(),
+            _ => String::new(),
+        }
     )
     .to_lowercase();
     RunConfig {
@@ -283,5 +322,15 @@ pub fn run_config(
         chunks: index.chunks,
         ingest_seconds: index.ingest_seconds,
         search_seconds,
+        query: Some(knobs),
+    }
+}
+
+/// The query-time knobs of `settings`, as results.json records them.
+pub fn knobs(settings: &RetrievalSettings) -> QueryKnobs {
+    QueryKnobs {
+        fusion: settings.fusion,
+        dense_weight: settings.dense_weight,
+        cut_instructions: settings.cut_instructions,
     }
 }

@@ -10,7 +10,7 @@ use super::results::{IndexConfig, RunResult};
 use super::{EvalError, SweepArgs, chart, report, retrieval};
 use crate::kb::KnowledgeBaseSettings;
 use crate::progress::Progress;
-use crate::retrieve::SearchMode;
+use crate::retrieve::{RetrievalSettings, SearchMode};
 
 /// All cells of a sweep, in grid order.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -21,6 +21,47 @@ pub struct Sweep {
     pub stores: Vec<String>,
     /// Grid points not run, with the reason.
     pub skipped: Vec<String>,
+}
+
+/// The query settings a mode is run with: fusion and dense weight vary only for hybrid,
+/// the instruction cut only where BM25 reads the question; an empty list keeps the
+/// configured value.
+fn query_grid(
+    args: &SweepArgs,
+    base: &RetrievalSettings,
+    mode: SearchMode,
+) -> Vec<RetrievalSettings> {
+    let hybrid = mode == SearchMode::Hybrid;
+    let fusions = if hybrid { or_base(&args.fusions, base.fusion) } else { vec![base.fusion] };
+    let weights = if hybrid {
+        or_base(&args.dense_weights, base.dense_weight)
+    } else {
+        vec![base.dense_weight]
+    };
+    let cuts = if mode == SearchMode::Dense {
+        vec![base.cut_instructions]
+    } else {
+        or_base(&args.cut_instructions, base.cut_instructions)
+    };
+    let mut grid = Vec::new();
+    for &fusion in &fusions {
+        for &dense_weight in &weights {
+            for &cut_instructions in &cuts {
+                grid.push(RetrievalSettings {
+                    fusion,
+                    dense_weight,
+                    cut_instructions,
+                    ..base.clone()
+                });
+            }
+        }
+    }
+    grid
+}
+
+/// The values to try, or the configured one when none is given.
+fn or_base<T: Clone>(list: &[T], base: T) -> Vec<T> {
+    if list.is_empty() { vec![base] } else { list.to_vec() }
 }
 
 /// Runs the grid and writes OUT/report.md, OUT/sweep.json, OUT/recall.svg and a run folder
@@ -75,23 +116,29 @@ pub async fn run(
                         continue;
                     }
                     seen_modes.push(effective);
-                    let (cases, seconds) =
-                        retrieval::evaluate(&index, &set, mode, &args.k, progress).await?;
-                    let run_config = retrieval::run_config(
-                        &index,
-                        &args.set,
-                        config.clone(),
-                        mode,
-                        &args.k,
-                        seconds,
-                    );
-                    let result = retrieval::score(run_config, cases);
-                    let cell_dir = out
-                        .join("cells")
-                        .join(result.config.label.replace('/', "-"));
-                    report::write_run(&cell_dir, &result)?;
-                    progress.note(&row(&result, &args.k));
-                    sweep.cells.push(result);
+                    for knobs in query_grid(args, index.kb.retriever.settings(), mode) {
+                        let retriever = index.kb.retriever.with_settings(knobs);
+                        let (cases, seconds) = retrieval::evaluate(
+                            &index, &retriever, &set, mode, &args.k, progress,
+                        )
+                        .await?;
+                        let run_config = retrieval::run_config(
+                            &index,
+                            &retriever,
+                            &args.set,
+                            config.clone(),
+                            mode,
+                            &args.k,
+                            seconds,
+                        );
+                        let result = retrieval::score(run_config, cases);
+                        let cell_dir = out
+                            .join("cells")
+                            .join(result.config.label.replace(['/', ' '], "-"));
+                        report::write_run(&cell_dir, &result)?;
+                        progress.note(&row(&result, &args.k));
+                        sweep.cells.push(result);
+                    }
                 }
             }
         }
