@@ -12,7 +12,7 @@ use super::citations::CitationFilter;
 use super::{Answer, Citation, extractive, is_cjk, not_found};
 use crate::llm::{ChatMessage, ChatModel, ChatRequest, LlmError, estimate_tokens};
 use crate::retrieve::{Retrieval, RetrieveError, Retriever};
-use crate::store::{Hit, TenantScope};
+use crate::store::TenantScope;
 
 /// One earlier turn of a conversation.
 #[derive(Debug, Clone, PartialEq)]
@@ -95,7 +95,7 @@ impl Assistant {
             None => extractive(question, &retrieval),
             Some(llm) => {
                 return self
-                    .generate(llm.as_ref(), question, history, &retrieval.hits, on_delta)
+                    .generate(llm.as_ref(), question, history, &retrieval, on_delta)
                     .await;
             }
         };
@@ -118,10 +118,19 @@ impl Assistant {
         };
         if let Some(llm) = &self.llm {
             let standalone = self.condense(llm.as_ref(), question, history).await;
-            return Ok(self.retriever.search(scope, &standalone, None, k).await?);
+            // The user's own words always search too: a model that answers instead of
+            // rewriting (small local ones may) must not lose the question. A rewrite that
+            // reads like an answer is not used at all.
+            if standalone != question && looks_like_a_rewrite(&standalone, question, history) {
+                let (own, rewritten) = futures::try_join!(
+                    self.retriever.search(scope, question, None, k),
+                    self.retriever.search(scope, &standalone, None, k),
+                )?;
+                return Ok(Retrieval::fuse(vec![own, rewritten], k));
+            }
         }
-        // Without a model to rewrite it, a follow-up that finds nothing on its own is
-        // searched together with the previous question.
+        // Without a usable rewrite, a follow-up that finds nothing on its own is searched
+        // together with the previous question.
         let alone = self.retriever.search(scope, question, None, k).await?;
         if alone.evidence {
             return Ok(alone);
@@ -171,10 +180,10 @@ impl Assistant {
         llm: &dyn ChatModel,
         question: &str,
         history: &[HistoryTurn],
-        hits: &[Hit],
+        retrieval: &Retrieval,
         on_delta: Option<UnboundedSender<String>>,
     ) -> Result<Answer, AnswerError> {
-        let (messages, given) = self.prompt(llm.context_window(), question, history, hits);
+        let (messages, given) = self.prompt(llm.context_window(), question, history, retrieval);
         let request = ChatRequest {
             messages,
             temperature: None,
@@ -232,7 +241,7 @@ impl Assistant {
         context_window: usize,
         question: &str,
         history: &[HistoryTurn],
-        hits: &[Hit],
+        retrieval: &Retrieval,
     ) -> (Vec<ChatMessage>, Vec<Citation>) {
         let template = if is_cjk(question) {
             &self.settings.system_prompt_zh
@@ -245,13 +254,15 @@ impl Assistant {
         let mut used = fixed;
         let mut blocks = Vec::new();
         let mut citations = Vec::new();
-        for (i, hit) in hits.iter().enumerate() {
+        // The model reads each hit's passage: its section's matching chunks in order.
+        let passages = retrieval.hits.iter().zip(&retrieval.passages);
+        for (i, (hit, passage)) in passages.enumerate() {
             let citation = Citation::of(i + 1, &hit.chunk);
             let block = format!(
                 "<<<SOURCE [{n}] {label}>>>\n{text}\n<<<END SOURCE [{n}]>>>",
                 n = citation.n,
                 label = citation.label(),
-                text = hit.chunk.text.replace("<<<", "‹‹‹"),
+                text = passage.replace("<<<", "‹‹‹"),
             );
             // The best source always goes in, even if it alone overflows.
             if !blocks.is_empty() && used + tokens(&block) > budget {
@@ -282,4 +293,12 @@ impl Assistant {
         messages.push(ChatMessage::user(question.to_owned()));
         (messages, citations)
     }
+}
+
+/// A rewrite is one line no longer than the question and the conversation it may draw on;
+/// a multi-line or longer reply is the model answering, not rewriting.
+fn looks_like_a_rewrite(rewrite: &str, question: &str, history: &[HistoryTurn]) -> bool {
+    let chars = |s: &str| s.chars().count();
+    let context: usize = history.iter().map(|t| chars(&t.text)).sum::<usize>() + chars(question);
+    !rewrite.contains('\n') && chars(rewrite) <= context.max(2 * chars(question)) + 20
 }

@@ -123,9 +123,10 @@ pub fn extractive(question: &str, retrieval: &Retrieval) -> Answer {
             .to_owned()
     };
     let mut citations = Vec::new();
-    for (i, hit) in retrieval.hits.iter().take(EXTRACTIVE_PASSAGES).enumerate() {
+    let passages = retrieval.hits.iter().zip(&retrieval.passages);
+    for (i, (hit, passage)) in passages.take(EXTRACTIVE_PASSAGES).enumerate() {
         let n = i + 1;
-        text.push_str(&format!("\n[{n}] {}\n", quote(&hit.chunk.text)));
+        text.push_str(&format!("\n[{n}] {}\n", quote(passage)));
         citations.push(Citation::of(n, &hit.chunk));
     }
     Answer {
