@@ -52,6 +52,37 @@ fn lore(data: &Path, base_url: &str, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// A knowledge base in `data` answering through the model at `url`, with `docs` ingested
+/// for tenant "t".
+async fn knowledge_base(url: &str, data: &Path, docs: &Path) -> lore_core::kb::KnowledgeBase {
+    let settings = lore::settings::Settings::load(
+        None,
+        [
+            ("LORE_STORE__DATA_DIR", data.to_str().unwrap()),
+            ("LORE_EMBEDDING__PROVIDER", "none"),
+            ("LORE_LLM__PROVIDER", "openai"),
+            ("LORE_LLM__BASE_URL", url),
+            ("LORE_LLM__API_KEY_ENV", "LORE_TEST_LLM_KEY"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    )
+    .unwrap();
+    // The key comes from the environment, as in production.
+    unsafe { std::env::set_var("LORE_TEST_LLM_KEY", "sk-test-key") };
+    let app = lore_core::kb::KnowledgeBase::open(settings.knowledge())
+        .await
+        .unwrap();
+    app.ingestor
+        .ingest(
+            &[docs.display().to_string()],
+            "t",
+            &lore_core::progress::Quiet,
+        )
+        .await
+        .unwrap();
+    app
+}
+
 fn system_prompt(request: &Value) -> String {
     request["messages"][0]["content"]
         .as_str()
@@ -149,31 +180,7 @@ async fn a_follow_up_is_condensed_with_the_history_before_retrieval() {
     let docs = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     corpus(docs.path());
-    let settings = lore::settings::Settings::load(
-        None,
-        [
-            ("LORE_STORE__DATA_DIR", data.path().to_str().unwrap()),
-            ("LORE_EMBEDDING__PROVIDER", "none"),
-            ("LORE_LLM__PROVIDER", "openai"),
-            ("LORE_LLM__BASE_URL", url.as_str()),
-            ("LORE_LLM__API_KEY_ENV", "LORE_TEST_LLM_KEY"),
-        ]
-        .map(|(k, v)| (k.to_owned(), v.to_owned())),
-    )
-    .unwrap();
-    // The key comes from the environment, as in production.
-    unsafe { std::env::set_var("LORE_TEST_LLM_KEY", "sk-test-key") };
-    let app = lore_core::kb::KnowledgeBase::open(settings.knowledge())
-        .await
-        .unwrap();
-    app.ingestor
-        .ingest(
-            &[docs.path().display().to_string()],
-            "t",
-            &lore_core::progress::Quiet,
-        )
-        .await
-        .unwrap();
+    let app = knowledge_base(&url, data.path(), docs.path()).await;
     let history = [
         lore_core::answer::HistoryTurn {
             speaker: "alice".into(),
@@ -218,5 +225,62 @@ async fn a_follow_up_is_condensed_with_the_history_before_retrieval() {
         messages
             .iter()
             .any(|m| m["content"] == "alice: 乌龙茶产自哪里？")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follow_up_keeps_the_users_words_when_the_model_answers_instead_of_rewriting() {
+    // A small model that answers every prompt, the rewrite request included, with one sentence.
+    let said = "机器学习是人工智能的一个分支。";
+    let llm = fake_llm(said, &[said]).await;
+    let docs = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(
+        docs.path().join("ml.md"),
+        "# 机器学习\n\n## 定义\n\n机器学习是人工智能的一个分支，研究计算机怎样从数据中学习。\n\n## 监督学习\n\n监督学习从带标签的数据中学习机器学习模型。\n",
+    )
+    .unwrap();
+    std::fs::write(
+        docs.path().join("projects.md"),
+        "# 项目\n\n## 蓝鲸计划\n\n蓝鲸计划的内部代号是“深潜者”，由平台组负责。\n",
+    )
+    .unwrap();
+    let app = knowledge_base(&llm.base_url(), data.path(), docs.path()).await;
+    let history = [
+        lore_core::answer::HistoryTurn {
+            speaker: "alice".into(),
+            is_bot: false,
+            text: "什么是机器学习？".into(),
+        },
+        lore_core::answer::HistoryTurn {
+            speaker: "lore".into(),
+            is_bot: true,
+            text: "机器学习是人工智能的一个分支 [1]。".into(),
+        },
+    ];
+    let answer = app
+        .assistant
+        .answer(
+            &lore_core::store::TenantScope::only("t"),
+            "蓝鲸计划的内部代号是什么？",
+            &history,
+            None,
+        )
+        .await
+        .unwrap();
+
+    let requests = bodies(&llm);
+    let prompt = system_prompt(requests.last().unwrap());
+    assert!(
+        prompt.contains("深潜者"),
+        "the user's own words found the project page: {prompt}"
+    );
+    assert!(
+        answer
+            .citations
+            .iter()
+            .any(|c| c.source.ends_with("projects.md")),
+        "{:?}",
+        answer.citations
     );
 }

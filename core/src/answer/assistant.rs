@@ -126,7 +126,7 @@ impl Assistant {
                     self.retriever.search(scope, question, None, k),
                     self.retriever.search(scope, &standalone, None, k),
                 )?;
-                return Ok(Retrieval::fuse(vec![own, rewritten], k));
+                return Ok(Retrieval::fuse(vec![rewritten, own], k));
             }
         }
         // Without a usable rewrite, a follow-up that finds nothing on its own is searched

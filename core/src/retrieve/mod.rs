@@ -57,35 +57,36 @@ pub struct Retrieval {
 
 impl Retrieval {
     /// One result from several searches of the same scope (a question asked in different
-    /// words): reciprocal rank fusion over the hits, each hit once with its passage; there
-    /// is evidence when any search found some.
+    /// words, the preferred wording first): their hits taken in turns, rank by rank, each
+    /// section once, so every wording's best hits are in. Searches without evidence are
+    /// left out unless none has any. A rank-sum fusion would let the hits two wordings
+    /// share (often generic ones) push out the one page only the user's own words find.
     pub fn fuse(searches: Vec<Retrieval>, k: usize) -> Retrieval {
         let mode = searches.first().map_or(SearchMode::Sparse, |r| r.mode);
         let evidence = searches.iter().any(|r| r.evidence);
-        let mut fused: Vec<(f32, Hit, String)> = Vec::new();
-        for search in searches {
-            for (rank, (hit, passage)) in search.hits.into_iter().zip(search.passages).enumerate() {
-                let add = 1.0 / (60.0 + rank as f32 + 1.0);
-                let same = |(_, h, _): &&mut (f32, Hit, String)| {
-                    h.chunk.tenant == hit.chunk.tenant
-                        && h.chunk.source == hit.chunk.source
-                        && h.chunk.index == hit.chunk.index
+        let mut lists: Vec<_> = searches
+            .into_iter()
+            .filter(|r| r.evidence || !evidence)
+            .map(|r| r.hits.into_iter().zip(r.passages))
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        let (mut hits, mut passages) = (Vec::new(), Vec::new());
+        while hits.len() < k {
+            let mut took_any = false;
+            for list in &mut lists {
+                let Some((hit, passage)) = list.next() else {
+                    continue;
                 };
-                match fused.iter_mut().find(same) {
-                    Some(entry) => entry.0 += add,
-                    None => fused.push((add, hit, passage)),
+                took_any = true;
+                if hits.len() < k && seen.insert(sections::SectionKey::of(&hit.chunk)) {
+                    hits.push(hit);
+                    passages.push(passage);
                 }
             }
+            if !took_any {
+                break;
+            }
         }
-        fused.sort_by(|a, b| b.0.total_cmp(&a.0));
-        fused.truncate(k);
-        let (hits, passages) = fused
-            .into_iter()
-            .map(|(score, mut hit, passage)| {
-                hit.score = score;
-                (hit, passage)
-            })
-            .unzip();
         Retrieval {
             hits,
             passages,
@@ -184,13 +185,13 @@ impl Retriever {
                     self.side(scope, StoreQuery::Dense(d), candidates),
                     self.side(scope, StoreQuery::Sparse(sparse.clone()), candidates),
                 )?;
-                let (dense_side, sparse_side) =
-                    (sections::collapse(dense_side), sections::collapse(sparse_side));
+                let (dense_side, sparse_side) = (
+                    sections::collapse(dense_side),
+                    sections::collapse(sparse_side),
+                );
                 let w = self.settings.dense_weight;
                 let fused = match self.settings.fusion {
-                    Fusion::Standardised => {
-                        sections::fuse_standardised(dense_side, sparse_side, w)
-                    }
+                    Fusion::Standardised => sections::fuse_standardised(dense_side, sparse_side, w),
                     Fusion::Rrf => {
                         sections::fuse_rrf(dense_side, sparse_side, w, self.settings.rrf_k)
                     }

@@ -138,7 +138,11 @@ pub fn fuse_rrf(
 /// Adds the other side's chunks of a section, without repeating a chunk.
 fn merge_chunks(section: &mut SectionHit, more: Vec<Hit>) {
     for hit in more {
-        if !section.chunks.iter().any(|h| h.chunk.index == hit.chunk.index) {
+        if !section
+            .chunks
+            .iter()
+            .any(|h| h.chunk.index == hit.chunk.index)
+        {
             section.chunks.push(hit);
         }
     }
@@ -287,5 +291,39 @@ mod tests {
         let section = collapse(vec![c, a, b]).remove(0);
         assert_eq!(passage(&section, 100), "abcdefghij … xyz");
         assert_eq!(passage(&section, 8), "abcdef");
+    }
+
+    fn retrieval(hits: Vec<Hit>, evidence: bool) -> crate::retrieve::Retrieval {
+        crate::retrieve::Retrieval {
+            passages: hits.iter().map(|h| h.chunk.text.clone()).collect(),
+            hits,
+            mode: crate::retrieve::SearchMode::Sparse,
+            evidence,
+        }
+    }
+
+    #[test]
+    fn fused_wordings_each_keep_their_best_hits() {
+        // The rewrite and the user's words share generic pages; only the user's words
+        // find page 40. Rank-sum fusion would rank the shared pages first and drop it.
+        let rewrite = retrieval((1..=5).map(|p| hit("book", p, p, 1.0)).collect(), true);
+        let own = vec![hit("plan", 40, 0, 1.0)]
+            .into_iter()
+            .chain((1..=4).map(|p| hit("book", p, p + 10, 0.5)))
+            .collect();
+        let fused = crate::retrieve::Retrieval::fuse(vec![rewrite, retrieval(own, true)], 3);
+        let got: Vec<u32> = fused.hits.iter().map(|h| h.chunk.page.unwrap()).collect();
+        assert_eq!(got, vec![1, 40, 2], "in turns, one hit per section");
+        assert_eq!(fused.passages.len(), 3);
+    }
+
+    #[test]
+    fn a_wording_without_evidence_adds_nothing_when_another_has_some() {
+        let noise = retrieval(vec![hit("noise", 9, 0, 0.1)], false);
+        let found = retrieval(vec![hit("book", 1, 0, 1.0)], true);
+        let fused = crate::retrieve::Retrieval::fuse(vec![noise, found], 5);
+        assert!(fused.evidence);
+        assert_eq!(fused.hits.len(), 1);
+        assert_eq!(fused.hits[0].chunk.source, "book");
     }
 }
