@@ -82,6 +82,50 @@ fn search_json_lines_carry_the_documented_fields() {
 }
 
 #[test]
+fn search_ranks_distinct_sections_and_chunks_on_request() {
+    let docs = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    // One long section (many chunks about 乌龙茶) next to two short ones.
+    let long: String = (1..=12)
+        .map(|i| format!("乌龙茶的第{i}种制法要经过萎凋、做青和烘焙，乌龙茶因此香气浓郁。"))
+        .collect();
+    std::fs::write(
+        docs.path().join("tea.md"),
+        format!("# 茶\n\n## 乌龙茶\n\n{long}\n\n## 绿茶\n\n绿茶不发酵，乌龙茶半发酵。\n\n## 红茶\n\n红茶全发酵，和乌龙茶不同。\n"),
+    )
+    .unwrap();
+    stdout(&lore(
+        data.path(),
+        &["ingest", docs.path().to_str().unwrap()],
+        None,
+    ));
+    let headings = |extra: &[&str]| -> Vec<String> {
+        let mut args = vec!["search", "乌龙茶的制法", "--json", "-k", "3"];
+        args.extend_from_slice(extra);
+        stdout(&lore(data.path(), &args, None))
+            .lines()
+            .map(|l| {
+                let hit: serde_json::Value = serde_json::from_str(l).unwrap();
+                hit["heading"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    };
+
+    let sections = headings(&[]);
+    assert_eq!(sections.len(), 3, "{sections:?}");
+    assert_eq!(sections[0], "茶 > 乌龙茶");
+    let distinct: std::collections::HashSet<_> = sections.iter().collect();
+    assert_eq!(distinct.len(), 3, "one hit per section: {sections:?}");
+
+    let chunks = headings(&["--chunks"]);
+    assert_eq!(chunks.len(), 3, "{chunks:?}");
+    assert!(
+        chunks.iter().all(|h| h == "茶 > 乌龙茶"),
+        "raw chunks come from the long section: {chunks:?}"
+    );
+}
+
+#[test]
 fn batch_search_numbers_queries_by_line() {
     let (_docs, data) = ingested();
     let out = stdout(&lore(

@@ -12,7 +12,7 @@ use lore_core::bot::Engine;
 use lore_core::bot::settings::BotSettings;
 use lore_core::embed::build_embedder;
 use lore_core::kb::KnowledgeBase;
-use lore_core::retrieve::{Retrieval, SearchMode};
+use lore_core::retrieve::{RankUnit, Retrieval, SearchMode};
 use lore_core::store::{StoreBackend, TenantScope, open_store};
 use serde_json::json;
 
@@ -67,6 +67,9 @@ pub enum Command {
         /// Answer every line of FILE (or - for stdin) as a query, in one process.
         #[arg(long, value_name = "FILE", conflicts_with = "query")]
         batch: Option<String>,
+        /// Rank raw chunks (several may come from one page) instead of one hit per section.
+        #[arg(long)]
+        chunks: bool,
     },
     /// Answer a question from the knowledge base, with numbered sources.
     Ask {
@@ -181,13 +184,20 @@ async fn run_command(cli: Cli) -> Result<()> {
             mode,
             json,
             batch,
+            chunks,
         } => {
             let k = k.unwrap_or(app.settings.retrieval.top_k);
+            let unit = if chunks {
+                RankUnit::Chunk
+            } else {
+                app.settings.retrieval.rank_by
+            };
+            let search = SearchArgs { k, mode, unit };
             match batch {
-                Some(file) => search_batch(&app, &scope, &file, k, mode, json).await,
+                Some(file) => search_batch(&app, &scope, &file, search, json).await,
                 None => {
                     let query = query.expect("clap requires a query without --batch");
-                    let retrieval = app.retriever.search(&scope, &query, mode, k).await?;
+                    let retrieval = search.run(&app, &scope, &query).await?;
                     print_hits(&retrieval, None, json)
                 }
             }
@@ -365,12 +375,28 @@ async fn ingest(app: &KnowledgeBase, inputs: &[String], tenant: &str, json: bool
     Ok(())
 }
 
+/// How `lore search` ranks: the same for one query and for a batch.
+#[derive(Clone, Copy)]
+struct SearchArgs {
+    k: usize,
+    mode: Option<SearchMode>,
+    unit: RankUnit,
+}
+
+impl SearchArgs {
+    async fn run(self, app: &KnowledgeBase, scope: &TenantScope, query: &str) -> Result<Retrieval> {
+        Ok(app
+            .retriever
+            .search_by(scope, query, self.mode, self.k, self.unit)
+            .await?)
+    }
+}
+
 async fn search_batch(
     app: &KnowledgeBase,
     scope: &TenantScope,
     file: &str,
-    k: usize,
-    mode: Option<SearchMode>,
+    search: SearchArgs,
     json: bool,
 ) -> Result<()> {
     let reader: Box<dyn BufRead> = if file == "-" {
@@ -386,7 +412,7 @@ async fn search_batch(
         if query.is_empty() {
             continue;
         }
-        let retrieval = app.retriever.search(scope, query, mode, k).await?;
+        let retrieval = search.run(app, scope, query).await?;
         if !json {
             println!("# {line_no}: {query}");
         }
