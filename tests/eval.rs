@@ -188,6 +188,24 @@ fn an_existing_store_is_evaluated_in_place() {
     let r = results(&run);
     assert_eq!(r["cases"][0]["rank"], 1);
     assert_eq!(r["config"]["store"], store.to_str().unwrap());
+
+    // A store without the tenant's chunks is refused, not scored as all misses.
+    let out = lore(&[
+        "--tenant",
+        "someone-else",
+        "eval",
+        "retrieval",
+        "--qa",
+        qa.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no chunks for tenant \"someone-else\""),
+        "{err}"
+    );
 }
 
 #[test]

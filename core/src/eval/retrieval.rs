@@ -5,9 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::dataset::{self, QaSet};
-pub use super::results::{
-    CaseResult, IndexConfig, LevelScores, QueryKnobs, RunConfig, RunResult,
-};
+pub use super::results::{CaseResult, IndexConfig, LevelScores, QueryKnobs, RunConfig, RunResult};
 use super::{EvalError, RetrievalArgs, metrics};
 use crate::ingest::document::DocKind;
 use crate::ingest::load;
@@ -126,6 +124,13 @@ pub async fn open_index(
         .iter()
         .map(|s| s.chunks)
         .sum();
+    if chunks == 0 {
+        // Scoring an empty store reports zeros that read like a broken retriever.
+        return Err(EvalError::Usage(format!(
+            "--store {}: no chunks for tenant {tenant:?} there (ingest into it first, or pass the tenant it was built for)",
+            dir.display()
+        )));
+    }
     Ok(Index {
         kb,
         tenant: tenant.to_owned(),
