@@ -1317,6 +1317,42 @@ async fn migrate_resumes_after_an_interruption_and_verifies_counts() {
     );
 }
 
+/// `lore forget` of a tenant's last source leaves the tenant in a real server's keyword index
+/// with 0 points (the stand-in does the same for unfiltered facets): such a tenant holds
+/// nothing to copy and must neither fail the verification nor show up as a tenant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_ignores_a_tenant_emptied_by_forget() {
+    let server = Harness::standin().await;
+    let target = Harness::embedded().await;
+    let (a, b) = (loaded(&server).await, target.open().await);
+    assert_eq!(a.delete_source("globex", "deploy.md").await.unwrap(), 1);
+    a.commit().await.unwrap();
+    let raw = raw_client(&server.url, None)
+        .await
+        .facet(grpc::FacetCounts {
+            collection_name: server.collection.clone(),
+            key: "tenant".into(),
+            exact: Some(true),
+            limit: Some(100),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        raw.hits.iter().any(|h| h.count == 0),
+        "the server reports the emptied tenant: {raw:?}"
+    );
+    let wanted = BTreeMap::from([("acme".to_owned(), 4), ("global".to_owned(), 1)]);
+    assert_eq!(a.tenant_counts().await.unwrap(), wanted);
+    let work = tempfile::tempdir().unwrap();
+    let report = migrate(a.as_ref(), b.as_ref(), &options(work.path(), 4), &Quiet)
+        .await
+        .unwrap();
+    assert_eq!(report.copied, 5);
+    assert_eq!(report.tenants, wanted);
+    assert_eq!(b.tenant_counts().await.unwrap(), wanted);
+}
+
 // ---- the `lore migrate` command ---------------------------------------------------------
 
 /// The `lore` binary cargo built for these tests.

@@ -74,6 +74,10 @@ struct Collection {
     // Writes and flushes hold it exclusively, reads share it (as in lore's edge store).
     shard: Arc<RwLock<edge::EdgeShard>>,
     metadata: HashMap<String, serde_json::Value>,
+    /// Every string value each top-level payload key has held since the stand-in started:
+    /// an unfiltered facet reports the ones no point holds any more with a count of 0, as a
+    /// real server's keyword index does after deletions (see the header).
+    seen: Mutex<HashMap<String, std::collections::BTreeSet<String>>>,
 }
 
 const META_FILE: &str = "standin-collection.json";
@@ -98,6 +102,7 @@ impl QdrantStandIn {
                 Arc::new(Collection {
                     shard: Arc::new(RwLock::new(shard)),
                     metadata,
+                    seen: Mutex::default(),
                 }),
             );
         }
@@ -792,6 +797,7 @@ service! {
                 Arc::new(Collection {
                     shard: Arc::new(RwLock::new(shard)),
                     metadata,
+                    seen: Mutex::default(),
                 }),
             );
             Ok(Response::new(grpc::CollectionOperationResponse {
@@ -849,6 +855,16 @@ service! {
                 return Err(unsupported("conditional upserts"));
             }
             let collection = self.collection(&request.collection_name)?;
+            {
+                let mut seen = collection.seen.lock().unwrap();
+                for p in &request.points {
+                    for (key, value) in &p.payload {
+                        if let Some(grpc::value::Kind::StringValue(s)) = &value.kind {
+                            seen.entry(key.clone()).or_default().insert(s.clone());
+                        }
+                    }
+                }
+            }
             let points = request
                 .points
                 .into_iter()
@@ -1074,18 +1090,34 @@ service! {
         ) -> Result<Response<grpc::FacetResponse>, Status> {
             let request = request.into_inner();
             let collection = self.collection(&request.collection_name)?;
+            let unfiltered = request.filter.is_none();
             let facet = edge::FacetRequest {
                 key: json_path(&request.key)?,
                 limit: request.limit.unwrap_or(10) as usize,
                 filter: opt_filter(request.filter)?,
                 exact: request.exact.unwrap_or(false),
             };
+            let limit = facet.limit;
             let response =
                 with_shard(&collection, false, move |shard| shard.facet(facet).map_err(engine))
                     .await?;
+            let mut hits = response.hits;
+            if unfiltered {
+                let seen = collection.seen.lock().unwrap();
+                for value in seen.get(&request.key).into_iter().flatten() {
+                    let held = hits.iter().any(|h| {
+                        matches!(&h.value, edge::FacetValue::Keyword(s) if s == value)
+                    });
+                    if !held && hits.len() < limit {
+                        hits.push(edge::FacetValueHit {
+                            value: edge::FacetValue::Keyword(value.clone()),
+                            count: 0,
+                        });
+                    }
+                }
+            }
             Ok(Response::new(grpc::FacetResponse {
-                hits: response
-                    .hits
+                hits: hits
                     .into_iter()
                     .filter_map(|hit| {
                         let variant = match hit.value {

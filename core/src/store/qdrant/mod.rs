@@ -182,9 +182,13 @@ impl QdrantStore {
             })
             .await
             .map_err(|e| self.call_failed(e))?;
+        // A server's keyword index may keep a value whose points were all deleted (a tenant
+        // after `lore forget` of its last source) and report it with a count of 0: nothing
+        // holds it, so it is not a tenant or source.
         Ok(response
             .hits
             .into_iter()
+            .filter(|hit| hit.count > 0)
             .filter_map(|hit| match hit.value?.variant? {
                 facet_value::Variant::StringValue(value) => Some((value, hit.count as usize)),
                 _ => None,
