@@ -10,6 +10,25 @@
 //! `unimplemented` rather than guessing.
 //! Collections persist under the stand-in's directory, so a restarted stand-in serves them
 //! again.
+//!
+//! Known differences from a real Qdrant server (keep this list true when either changes):
+//! - Authentication: like a real server, the health check is answered without a key and
+//!   every collection and point call is refused (`Unauthenticated`) without the right
+//!   `api-key`; a real server also has read-only keys and JWT roles, the stand-in one key.
+//! - Facets: an unfiltered facet also reports, with a count of 0, every keyword value the
+//!   key held since the stand-in started (a real server's keyword index keeps values whose
+//!   points were all deleted, e.g. a tenant after `lore forget`); a filtered facet does
+//!   not. The stand-in forgets these values when it restarts; a real server keeps them
+//!   until its segments are optimised.
+//! - One process, one qdrant-edge shard per collection: `shard_number`,
+//!   `replication_factor` and `write_consistency_factor` are recorded and reported (in
+//!   collection info and collection cluster info), shards and replicas are laid out over
+//!   `peers` simulated peers, but every point lives in one shard, so scores, counts and
+//!   facets are exact and never depend on the shard layout, whatever was asked.
+//! - Errors: messages are not the server's words; codes are (`NotFound`, `AlreadyExists`,
+//!   `InvalidArgument`, `Unauthenticated`, `Unavailable` for a simulated outage).
+//! - Writes are applied at once (`wait` is ignored), and nothing is optimised in the
+//!   background.
 
 #![allow(dead_code)]
 
@@ -130,10 +149,9 @@ impl QdrantStandIn {
                 .expect("stand-in TLS configuration");
         }
         let server = builder
-            .add_service(QdrantServer::with_interceptor(
-                service.clone(),
-                api_key_check(key.clone()),
-            ))
+            // A real server answers the health check without a key (its auth layer lets
+            // `/qdrant.Qdrant/HealthCheck` through) and refuses the first real call.
+            .add_service(QdrantServer::new(service.clone()))
             .add_service(CollectionsServer::with_interceptor(
                 service.clone(),
                 api_key_check(key.clone()),
