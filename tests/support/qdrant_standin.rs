@@ -57,6 +57,10 @@ pub struct StandInOptions {
     pub api_key: Option<String>,
     /// Serve over TLS with this (certificate PEM, PKCS#8 key PEM); the URL becomes https.
     pub tls: Option<(String, String)>,
+    /// Simulated cluster peers (ids 1..=peers; this server is peer 1): a new collection's
+    /// shards and replicas are laid out over them as a real cluster would, at most one
+    /// replica of a shard per peer.
+    pub peers: u64,
 }
 
 impl Default for StandInOptions {
@@ -65,6 +69,7 @@ impl Default for StandInOptions {
             version: DEFAULT_VERSION.to_owned(),
             api_key: None,
             tls: None,
+            peers: 1,
         }
     }
 }
@@ -87,6 +92,8 @@ struct State {
     upsert_calls: AtomicUsize,
     /// The last query request, so tests can check what the client sent.
     last_query: Mutex<Option<grpc::QueryPoints>>,
+    /// Peers whose replicas are reported `Dead` (a node that is down).
+    down_peers: Mutex<std::collections::BTreeSet<u64>>,
 }
 
 struct Collection {
@@ -97,9 +104,43 @@ struct Collection {
     /// an unfiltered facet reports the ones no point holds any more with a count of 0, as a
     /// real server's keyword index does after deletions (see the header).
     seen: Mutex<HashMap<String, std::collections::BTreeSet<String>>>,
+    layout: Layout,
+}
+
+/// A collection's cluster layout: what was asked at creation, and the peers there were.
+#[derive(Clone, Copy, serde::Serialize, serde::Deserialize)]
+struct Layout {
+    shard_number: u32,
+    replication_factor: u32,
+    write_consistency_factor: u32,
+    /// Peers at creation: replicas stay where they were placed, as on a real cluster.
+    peers: u64,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Self {
+            shard_number: 1,
+            replication_factor: 1,
+            write_consistency_factor: 1,
+            peers: 1,
+        }
+    }
+}
+
+impl Layout {
+    /// The peers holding replicas of `shard`: at most one per peer, so a replication
+    /// factor above the number of peers gives fewer replicas, as on a real cluster.
+    fn replicas(&self, shard: u32) -> Vec<u64> {
+        let count = u64::from(self.replication_factor).min(self.peers.max(1));
+        (0..count)
+            .map(|r| (u64::from(shard) + r) % self.peers.max(1) + 1)
+            .collect()
+    }
 }
 
 const META_FILE: &str = "standin-collection.json";
+const LAYOUT_FILE: &str = "standin-layout.json";
 
 impl QdrantStandIn {
     /// Starts a stand-in on a free port, serving the collections already under `dir`.
@@ -115,6 +156,9 @@ impl QdrantStandIn {
             let metadata: HashMap<String, serde_json::Value> =
                 serde_json::from_str(&std::fs::read_to_string(&meta).unwrap()).unwrap();
             let shard = edge::EdgeShard::load(&path.join("shard"), None).expect("reload shard");
+            let layout = std::fs::read_to_string(path.join(LAYOUT_FILE))
+                .map(|text| serde_json::from_str(&text).expect("stand-in layout"))
+                .unwrap_or_default();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
             collections.insert(
                 name,
@@ -122,6 +166,7 @@ impl QdrantStandIn {
                     shard: Arc::new(RwLock::new(shard)),
                     metadata,
                     seen: Mutex::default(),
+                    layout,
                 }),
             );
         }
@@ -132,6 +177,7 @@ impl QdrantStandIn {
             upserts_before_outage: Mutex::new(None),
             upsert_calls: AtomicUsize::new(0),
             last_query: Mutex::new(None),
+            down_peers: Mutex::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -216,6 +262,11 @@ impl QdrantStandIn {
     /// The last query request received.
     pub fn last_query(&self) -> Option<grpc::QueryPoints> {
         self.state.last_query.lock().unwrap().clone()
+    }
+
+    /// Reports `peer`'s replicas as `Dead`, as when that node is down.
+    pub fn set_peer_down(&self, peer: u64) {
+        self.state.down_peers.lock().unwrap().insert(peer);
     }
 
     /// Upsert calls received so far (accepted or not).
@@ -648,7 +699,9 @@ fn collection_info(c: &Collection) -> grpc::CollectionInfo {
         segments_count: info.segments_count as u64,
         config: Some(grpc::CollectionConfig {
             params: Some(grpc::CollectionParams {
-                shard_number: 1,
+                shard_number: c.layout.shard_number,
+                replication_factor: Some(c.layout.replication_factor),
+                write_consistency_factor: Some(c.layout.write_consistency_factor),
                 vectors_config: Some(grpc::VectorsConfig {
                     config: Some(grpc::vectors_config::Config::ParamsMap(
                         grpc::VectorParamsMap { map: vectors },
@@ -716,6 +769,49 @@ service! {
             Ok(Response::new(grpc::GetCollectionInfoResponse {
                 result: Some(info),
                 time: 0.0,
+            }))
+        }
+
+        async fn collection_cluster_info(
+            &self,
+            request: Request<grpc::CollectionClusterInfoRequest>,
+        ) -> Result<Response<grpc::CollectionClusterInfoResponse>, Status> {
+            let collection = self.collection(&request.into_inner().collection_name)?;
+            let down = self.0.down_peers.lock().unwrap().clone();
+            let state = |peer: u64| {
+                if down.contains(&peer) {
+                    grpc::ReplicaState::Dead as i32
+                } else {
+                    grpc::ReplicaState::Active as i32
+                }
+            };
+            let (mut local_shards, mut remote_shards) = (Vec::new(), Vec::new());
+            for shard_id in 0..collection.layout.shard_number {
+                for peer in collection.layout.replicas(shard_id) {
+                    if peer == 1 {
+                        // Every point lives in the one edge shard (see the header).
+                        local_shards.push(grpc::LocalShardInfo {
+                            shard_id,
+                            points_count: 0,
+                            state: state(peer),
+                            shard_key: None,
+                        });
+                    } else {
+                        remote_shards.push(grpc::RemoteShardInfo {
+                            shard_id,
+                            peer_id: peer,
+                            state: state(peer),
+                            shard_key: None,
+                        });
+                    }
+                }
+            }
+            Ok(Response::new(grpc::CollectionClusterInfoResponse {
+                peer_id: 1,
+                shard_count: u64::from(collection.layout.shard_number),
+                local_shards,
+                remote_shards,
+                ..Default::default()
             }))
         }
 
@@ -795,6 +891,13 @@ service! {
                 .into_iter()
                 .map(|(k, v)| (k, serde_json::to_value(&v).expect("value serialises")))
                 .collect();
+            let peers = self.0.options.peers.max(1);
+            let layout = Layout {
+                shard_number: request.shard_number.unwrap_or(peers as u32).max(1),
+                replication_factor: request.replication_factor.unwrap_or(1).max(1),
+                write_consistency_factor: request.write_consistency_factor.unwrap_or(1).max(1),
+                peers,
+            };
             let mut collections = self.0.collections.write().unwrap();
             if collections.contains_key(&name) {
                 return Err(Status::already_exists(format!(
@@ -810,12 +913,18 @@ service! {
                 serde_json::to_string(&metadata).expect("metadata serialises"),
             )
             .map_err(|e| Status::internal(e.to_string()))?;
+            std::fs::write(
+                dir.join(LAYOUT_FILE),
+                serde_json::to_string(&layout).expect("layout serialises"),
+            )
+            .map_err(|e| Status::internal(e.to_string()))?;
             collections.insert(
                 name,
                 Arc::new(Collection {
                     shard: Arc::new(RwLock::new(shard)),
                     metadata,
                     seen: Mutex::default(),
+                    layout,
                 }),
             );
             Ok(Response::new(grpc::CollectionOperationResponse {
@@ -845,7 +954,6 @@ service! {
         update_aliases: grpc::ChangeAliases => grpc::CollectionOperationResponse;
         list_collection_aliases: grpc::ListCollectionAliasesRequest => grpc::ListAliasesResponse;
         list_aliases: grpc::ListAliasesRequest => grpc::ListAliasesResponse;
-        collection_cluster_info: grpc::CollectionClusterInfoRequest => grpc::CollectionClusterInfoResponse;
         update_collection_cluster_setup: grpc::UpdateCollectionClusterSetupRequest => grpc::UpdateCollectionClusterSetupResponse;
         create_shard_key: grpc::CreateShardKeyRequest => grpc::CreateShardKeyResponse;
         delete_shard_key: grpc::DeleteShardKeyRequest => grpc::DeleteShardKeyResponse;

@@ -6,6 +6,8 @@ use crate::store::{StoreError, StoreErrorKind};
 
 // gRPC status codes (the gRPC spec numbers them; tonic's `Code` casts to these).
 const CANCELLED: i32 = 1;
+const UNKNOWN: i32 = 2;
+const INTERNAL: i32 = 13;
 const INVALID_ARGUMENT: i32 = 3;
 const DEADLINE_EXCEEDED: i32 = 4;
 const PERMISSION_DENIED: i32 = 7;
@@ -25,6 +27,9 @@ fn status_code(e: &QdrantError) -> Option<i32> {
 
 /// What kind of failure a client error is.
 pub(super) fn error_kind(e: &QdrantError) -> StoreErrorKind {
+    if is_unreachable(e) {
+        return StoreErrorKind::Unavailable;
+    }
     match status_code(e) {
         // A client-side timeout ends the call as cancelled.
         Some(UNAVAILABLE | DEADLINE_EXCEEDED | CANCELLED) => StoreErrorKind::Unavailable,
@@ -72,10 +77,22 @@ fn refused_key(e: &QdrantError) -> bool {
     matches!(status_code(e), Some(UNAUTHENTICATED | PERMISSION_DENIED))
 }
 
-/// Whether the call never reached a working server (connection refused or reset, the node
-/// down or draining): another server of the cluster may take it.
+/// Whether the call found no working server (connection refused or reset, the node down
+/// or draining): another server of the cluster may take it. The client reports a failed
+/// (re)connection as `Internal` "Failed to connect to …", a broken connection as
+/// `Unavailable` or `Unknown` "transport error".
 pub(super) fn is_unreachable(e: &QdrantError) -> bool {
-    status_code(e) == Some(UNAVAILABLE)
+    let QdrantError::ResponseError { status } = e else {
+        return false;
+    };
+    match status.code() as i32 {
+        UNAVAILABLE => true,
+        INTERNAL | UNKNOWN => {
+            let message = status.message();
+            message.starts_with("Failed to connect to") || message.contains("transport error")
+        }
+        _ => false,
+    }
 }
 
 /// A client error in lore's words, without response metadata (which could echo request

@@ -44,6 +44,7 @@ fn config(url: String) -> ServerConfig {
         collection: "lore".into(),
         api_key: None,
         timeout: Duration::from_secs(20),
+        layout: Default::default(),
     }
 }
 
