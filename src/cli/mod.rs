@@ -40,6 +40,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per run: the size of the `eval` variant costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Add files, directories (recursively) or http(s) URLs to the knowledge base.
