@@ -1329,6 +1329,35 @@ async fn too_few_peers_for_the_replication_factor_is_refused_after_the_wait() {
     assert!(!exists);
 }
 
+/// Peers still joining: the first collection gets one replica per shard, lore drops it and
+/// creates it again, and the stand-in lets a peer join at each drop (no timing involved).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lore_waits_for_peers_before_keeping_a_new_collection() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = QdrantStandIn::start(
+        dir.path(),
+        StandInOptions {
+            peers: 1,
+            peer_joins_on_delete: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let store = QdrantStore::connect(
+        cluster_config(&server.url, layout(Some(4), 2, 600)),
+        dense_id(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(server.creates(), 2, "created, dropped, created again");
+    let cluster = store.stats().await.unwrap().cluster.unwrap();
+    assert_eq!(cluster.peers, 2);
+    assert!(
+        cluster.shards.iter().all(|s| s.replicas.len() == 2),
+        "{cluster:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_collection_less_replicated_than_configured_is_refused() {
     let dir = tempfile::tempdir().unwrap();

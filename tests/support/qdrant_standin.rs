@@ -61,6 +61,10 @@ pub struct StandInOptions {
     /// shards and replicas are laid out over them as a real cluster would, at most one
     /// replica of a shard per peer.
     pub peers: u64,
+    /// A peer joins the cluster each time a collection is deleted: lets a test watch lore
+    /// drop an under-replicated collection and create it again once peers have joined,
+    /// without timing.
+    pub peer_joins_on_delete: bool,
 }
 
 impl Default for StandInOptions {
@@ -70,6 +74,7 @@ impl Default for StandInOptions {
             api_key: None,
             tls: None,
             peers: 1,
+            peer_joins_on_delete: false,
         }
     }
 }
@@ -94,6 +99,10 @@ struct State {
     last_query: Mutex<Option<grpc::QueryPoints>>,
     /// Peers whose replicas are reported `Dead` (a node that is down).
     down_peers: Mutex<std::collections::BTreeSet<u64>>,
+    /// Peers in the cluster now (starts at `options.peers`).
+    peers: std::sync::atomic::AtomicU64,
+    /// Collections created so far, for tests.
+    creates: AtomicUsize,
 }
 
 struct Collection {
@@ -178,6 +187,8 @@ impl QdrantStandIn {
             upsert_calls: AtomicUsize::new(0),
             last_query: Mutex::new(None),
             down_peers: Mutex::default(),
+            peers: std::sync::atomic::AtomicU64::new(options.peers.max(1)),
+            creates: AtomicUsize::new(0),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -267,6 +278,11 @@ impl QdrantStandIn {
     /// Reports `peer`'s replicas as `Dead`, as when that node is down.
     pub fn set_peer_down(&self, peer: u64) {
         self.state.down_peers.lock().unwrap().insert(peer);
+    }
+
+    /// Collections created so far (including ones deleted since).
+    pub fn creates(&self) -> usize {
+        self.state.creates.load(Ordering::SeqCst)
     }
 
     /// Upsert calls received so far (accepted or not).
@@ -891,7 +907,7 @@ service! {
                 .into_iter()
                 .map(|(k, v)| (k, serde_json::to_value(&v).expect("value serialises")))
                 .collect();
-            let peers = self.0.options.peers.max(1);
+            let peers = self.0.peers.load(Ordering::SeqCst);
             let layout = Layout {
                 shard_number: request.shard_number.unwrap_or(peers as u32).max(1),
                 replication_factor: request.replication_factor.unwrap_or(1).max(1),
@@ -927,6 +943,7 @@ service! {
                     layout,
                 }),
             );
+            self.0.creates.fetch_add(1, Ordering::SeqCst);
             Ok(Response::new(grpc::CollectionOperationResponse {
                 result: true,
                 time: 0.0,
@@ -942,6 +959,9 @@ service! {
             if removed.is_some() {
                 drop(removed);
                 let _ = std::fs::remove_dir_all(self.0.dir.join(&name));
+                if self.0.options.peer_joins_on_delete {
+                    self.0.peers.fetch_add(1, Ordering::SeqCst);
+                }
             }
             Ok(Response::new(grpc::CollectionOperationResponse {
                 result: true,
