@@ -1386,6 +1386,35 @@ async fn a_collection_less_replicated_than_configured_is_refused() {
     assert!(text.contains("shard 0 has 1 replica"), "{text}");
 }
 
+/// Log lines written by a test's subscriber.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
 /// Two independent stand-ins holding the same knowledge stand for two nodes of a cluster.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_urls_move_to_the_next_server_when_one_is_down() {
@@ -1413,10 +1442,30 @@ async fn several_urls_move_to_the_next_server_when_one_is_down() {
     };
     let before = store.search(query()).await.unwrap();
     first.stop().await;
-    // A read finds the first server gone and is answered by the next one.
+    // A read finds the first server gone and is answered by the next one, with one warning
+    // line (the test body runs on this thread, so a thread-local subscriber sees it).
+    let log = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(log.clone())
+        .with_ansi(false)
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
     let after = store.search(query()).await.unwrap();
+    drop(guard);
     assert_eq!(store.current_url(), second_url);
     assert_eq!(normalised(&before), normalised(&after));
+    let log = log.text();
+    let moves: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("moving to the next one"))
+        .collect();
+    assert_eq!(moves.len(), 1, "{log}");
+    assert!(
+        moves[0].contains("WARN")
+            && moves[0].contains(&first_url)
+            && moves[0].contains(&second_url),
+        "{log}"
+    );
     // A write goes to the server in use.
     store
         .upsert(vec![stored(
