@@ -654,6 +654,16 @@ fn qdrant_is_a_three_node_distributed_cluster() {
     // lore talks to the cluster through the client Service.
     let cluster = read(&deploy("settings/cluster.toml"));
     assert!(cluster.contains("url = \"http://qdrant.lore.svc.cluster.local:6334\""));
+    // The collection lore creates: replicated on distinct nodes, which the cluster has.
+    let table: toml::Table = cluster.parse().unwrap();
+    let store = table["store"].as_table().unwrap();
+    let replication = store["replication_factor"].as_integer().unwrap() as u64;
+    assert!(
+        (2..=3).contains(&replication),
+        "survives a node, fits on 3 nodes"
+    );
+    assert!(store["shard_number"].as_integer().unwrap() as u64 >= 3);
+    assert!(store["write_consistency_factor"].as_integer().unwrap() as u64 <= replication);
 }
 
 fn write_executable(path: &Path, text: &str) {

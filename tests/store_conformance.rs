@@ -26,7 +26,7 @@ use lore_core::progress::Quiet;
 use lore_core::retrieve::{Retriever, SearchMode};
 use lore_core::store::embedded::EmbeddedStore;
 use lore_core::store::migrate::{MigrateError, MigrateOptions, migrate};
-use lore_core::store::qdrant::{QdrantStore, ServerConfig};
+use lore_core::store::qdrant::{CollectionLayout, QdrantStore, ServerConfig};
 use lore_core::store::{
     Chunk, Hit, KnowledgeStore, SearchRequest, SourceSummary, SparseVector, StoreError,
     StoreErrorKind, StoreQuery, StoredChunk, TenantScope, chunk_point_id, tenant_terms,
@@ -106,6 +106,7 @@ impl Harness {
             collection: self.collection.clone(),
             api_key: self.api_key.clone(),
             timeout: Duration::from_secs(60),
+            layout: Default::default(),
         }
     }
 
@@ -987,6 +988,7 @@ async fn unreachable_server_is_a_clear_error() {
         collection: "lore".into(),
         api_key: None,
         timeout: Duration::from_secs(20),
+        layout: Default::default(),
     };
     let err = QdrantStore::connect(config, dense_id())
         .await
@@ -1005,6 +1007,7 @@ async fn unreachable_server_is_a_clear_error() {
         collection: "lore".into(),
         api_key: None,
         timeout: Duration::from_secs(5),
+        layout: Default::default(),
     };
     let err = QdrantStore::connect(config, dense_id())
         .await
@@ -1133,6 +1136,7 @@ async fn an_old_server_is_refused_with_its_version() {
         collection: "lore".into(),
         api_key: None,
         timeout: Duration::from_secs(20),
+        layout: Default::default(),
     };
     let err = QdrantStore::connect(config, dense_id())
         .await
@@ -1159,7 +1163,11 @@ async fn the_api_key_is_sent_and_never_echoed() {
         collection: "lore".into(),
         api_key: key.map(str::to_owned),
         timeout: Duration::from_secs(20),
+        layout: Default::default(),
     };
+    // As on a real server, the health check needs no key; the first real call is refused.
+    let health = raw_client(&server.url, None).await.health_check().await;
+    assert!(health.is_ok(), "{health:?}");
     let err = QdrantStore::connect(config(None), dense_id())
         .await
         .err()
@@ -1167,23 +1175,391 @@ async fn the_api_key_is_sent_and_never_echoed() {
     assert_eq!(err.kind(), StoreErrorKind::Invalid, "{err}");
     let err = err.to_string();
     assert!(
-        err.contains("API key") && err.contains("QDRANT_API_KEY"),
-        "{err}"
+        err.contains("refused the API key") && err.contains("QDRANT_API_KEY"),
+        "lore's own words: {err}"
     );
+    assert!(!err.contains("MetadataMap"), "no raw client error: {err}");
     let err = QdrantStore::connect(config(Some("wrong-key-value")), dense_id())
         .await
         .err()
         .unwrap()
         .to_string();
     assert!(
-        err.contains("API key") && !err.contains("wrong-key-value"),
+        err.contains("QDRANT_API_KEY") && !err.contains("wrong-key-value"),
         "{err}"
     );
+    assert!(!err.contains("MetadataMap"), "{err}");
     let store = QdrantStore::connect(config(Some("s3cret-key")), dense_id())
         .await
         .unwrap();
     store.upsert(corpus()).await.unwrap();
     assert_eq!(store.stats().await.unwrap().chunks, 6);
+}
+
+// ---- a Qdrant cluster: layout, replication, several URLs ----------------------------------
+
+fn cluster_config(url: &str, layout: CollectionLayout) -> ServerConfig {
+    ServerConfig {
+        url: url.to_owned(),
+        collection: "lore".into(),
+        api_key: None,
+        timeout: Duration::from_secs(20),
+        layout,
+    }
+}
+
+fn layout(shards: Option<u32>, replication: u32, peer_wait_secs: u64) -> CollectionLayout {
+    CollectionLayout {
+        shard_number: shards,
+        replication_factor: replication,
+        write_consistency_factor: 1,
+        peer_wait: Duration::from_secs(peer_wait_secs),
+    }
+}
+
+async fn cluster_standin(dir: &Path, peers: u64) -> QdrantStandIn {
+    QdrantStandIn::start(
+        dir,
+        StandInOptions {
+            peers,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_collection_takes_the_configured_shards_and_replicas() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = cluster_standin(dir.path(), 3).await;
+    let store = QdrantStore::connect(
+        cluster_config(&server.url, layout(Some(6), 2, 5)),
+        dense_id(),
+    )
+    .await
+    .unwrap();
+    let info = raw_client(&server.url, None)
+        .await
+        .collection_info("lore")
+        .await
+        .unwrap()
+        .result
+        .unwrap();
+    let params = info.config.unwrap().params.unwrap();
+    assert_eq!(params.shard_number, 6);
+    assert_eq!(params.replication_factor, Some(2));
+    assert_eq!(params.write_consistency_factor, Some(1));
+    let cluster = store
+        .stats()
+        .await
+        .unwrap()
+        .cluster
+        .expect("a server reports its cluster");
+    assert_eq!(
+        (
+            cluster.shard_number,
+            cluster.replication_factor,
+            cluster.peers
+        ),
+        (6, 2, 3)
+    );
+    assert_eq!(cluster.shards.len(), 6);
+    for shard in &cluster.shards {
+        assert_eq!(shard.replicas.len(), 2, "{shard:?}");
+        assert!(
+            shard.replicas.iter().all(|r| r.state == "Active"),
+            "{shard:?}"
+        );
+    }
+    // A node goes down: its replicas are reported dead, and lore still starts (the
+    // replicas exist and come back with the node).
+    server.set_peer_down(2);
+    let again = QdrantStore::connect(
+        cluster_config(&server.url, layout(Some(6), 2, 5)),
+        dense_id(),
+    )
+    .await
+    .unwrap();
+    let cluster = again.stats().await.unwrap().cluster.unwrap();
+    let dead: Vec<u64> = cluster
+        .shards
+        .iter()
+        .flat_map(|s| &s.replicas)
+        .filter(|r| r.state == "Dead")
+        .map(|r| r.peer)
+        .collect();
+    assert!(
+        !dead.is_empty() && dead.iter().all(|p| *p == 2),
+        "{cluster:?}"
+    );
+    // The embedded store has no cluster.
+    let embedded = Harness::embedded().await;
+    assert!(
+        embedded
+            .open()
+            .await
+            .stats()
+            .await
+            .unwrap()
+            .cluster
+            .is_none()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_few_peers_for_the_replication_factor_is_refused_after_the_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = cluster_standin(dir.path(), 1).await;
+    let err = QdrantStore::connect(cluster_config(&server.url, layout(None, 2, 1)), dense_id())
+        .await
+        .err()
+        .expect("one peer cannot hold two replicas");
+    assert_eq!(err.kind(), StoreErrorKind::Unavailable, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("replication_factor is 2") && text.contains("peer_wait_secs"),
+        "{text}"
+    );
+    // The under-replicated collection it made while waiting is not left behind.
+    let exists = raw_client(&server.url, None)
+        .await
+        .collection_exists("lore")
+        .await
+        .unwrap();
+    assert!(!exists);
+}
+
+/// Peers still joining: the first collection gets one replica per shard, lore drops it and
+/// creates it again, and the stand-in lets a peer join at each drop (no timing involved).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lore_waits_for_peers_before_keeping_a_new_collection() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = QdrantStandIn::start(
+        dir.path(),
+        StandInOptions {
+            peers: 1,
+            peer_joins_on_delete: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let store = QdrantStore::connect(
+        cluster_config(&server.url, layout(Some(4), 2, 600)),
+        dense_id(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(server.creates(), 2, "created, dropped, created again");
+    let cluster = store.stats().await.unwrap().cluster.unwrap();
+    assert_eq!(cluster.peers, 2);
+    assert!(
+        cluster.shards.iter().all(|s| s.replicas.len() == 2),
+        "{cluster:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collection_less_replicated_than_configured_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = cluster_standin(dir.path(), 3).await;
+    drop(
+        QdrantStore::connect(
+            cluster_config(&server.url, layout(Some(3), 1, 1)),
+            dense_id(),
+        )
+        .await
+        .unwrap(),
+    );
+    let err = QdrantStore::connect(
+        cluster_config(&server.url, layout(Some(3), 2, 1)),
+        dense_id(),
+    )
+    .await
+    .err()
+    .expect("one replica per shard, two configured");
+    assert_eq!(err.kind(), StoreErrorKind::Incompatible, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("less replicated") && text.contains("replication_factor = 2"),
+        "{text}"
+    );
+    assert!(text.contains("shard 0 has 1 replica"), "{text}");
+}
+
+/// Log lines written by a test's subscriber.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// Two independent stand-ins holding the same knowledge stand for two nodes of a cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_urls_move_to_the_next_server_when_one_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = QdrantStandIn::start(&dir.path().join("a"), StandInOptions::default()).await;
+    let second = QdrantStandIn::start(&dir.path().join("b"), StandInOptions::default()).await;
+    for url in [&first.url, &second.url] {
+        let store = QdrantStore::connect(cluster_config(url, layout(None, 1, 1)), dense_id())
+            .await
+            .unwrap();
+        store.upsert(corpus()).await.unwrap();
+    }
+    let (first_url, second_url) = (first.url.clone(), second.url.clone());
+    let both = format!("{first_url}, {second_url}");
+    let store = QdrantStore::connect(cluster_config(&both, layout(None, 1, 1)), dense_id())
+        .await
+        .unwrap();
+    assert_eq!(store.current_url(), first_url);
+    let query = || {
+        request(
+            TenantScope::only("acme"),
+            hybrid([0.0, 1.0, 0.0, 0.0], "holiday leave"),
+            2,
+        )
+    };
+    let before = store.search(query()).await.unwrap();
+    first.stop().await;
+    // A read finds the first server gone and is answered by the next one, with one warning
+    // line (the test body runs on this thread, so a thread-local subscriber sees it).
+    let log = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(log.clone())
+        .with_ansi(false)
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+    let after = store.search(query()).await.unwrap();
+    drop(guard);
+    assert_eq!(store.current_url(), second_url);
+    assert_eq!(normalised(&before), normalised(&after));
+    let log = log.text();
+    let moves: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("moving to the next one"))
+        .collect();
+    assert_eq!(moves.len(), 1, "{log}");
+    assert!(
+        moves[0].contains("WARN")
+            && moves[0].contains(&first_url)
+            && moves[0].contains(&second_url),
+        "{log}"
+    );
+    // A write goes to the server in use.
+    store
+        .upsert(vec![stored(
+            "acme",
+            "new.md",
+            0,
+            "fresh",
+            [0.0, 0.0, 0.0, 1.0],
+        )])
+        .await
+        .unwrap();
+    assert_eq!(second.upsert_calls(), 2);
+    assert_eq!(store.stats().await.unwrap().chunks, 7);
+    // At start, a server that does not answer is skipped.
+    let store = QdrantStore::connect(cluster_config(&both, layout(None, 1, 1)), dense_id())
+        .await
+        .unwrap();
+    assert_eq!(store.current_url(), second_url);
+    assert_eq!(store.stats().await.unwrap().chunks, 7);
+    // None answering: every server is named.
+    second.stop().await;
+    let err = QdrantStore::connect(cluster_config(&both, layout(None, 1, 1)), dense_id())
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.kind(), StoreErrorKind::Unavailable, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("cannot reach a Qdrant server at {first_url}"))
+            && text.contains(&format!("cannot reach a Qdrant server at {second_url}")),
+        "{text}"
+    );
+}
+
+/// BM25 scores must not depend on how the collection is sharded. Qdrant's IDF modifier takes
+/// its statistics shard by shard, so the same corpus would score differently on 1 and on 6
+/// shards (and differently again after a rebalance). lore never asks the server for IDF:
+/// the collection has no modifier, the scope's chunk count and document frequencies come
+/// from exact counts (which a cluster sums over every shard), and the query arrives already
+/// weighted, so the server only takes dot products. The stand-in keeps one engine shard
+/// whatever layout is asked (see its header), so this checks the construction: the same
+/// scores on a 1-shard and a 6-shard collection, and every score equal to the dot product of
+/// the query lore sent and the chunk's stored term weights, computed here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scores_are_the_same_on_one_shard_and_on_six() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = cluster_standin(dir.path(), 3).await;
+    let mut results = Vec::new();
+    for (collection, shards) in [("one_shard", 1), ("six_shards", 6)] {
+        let config = ServerConfig {
+            collection: collection.into(),
+            ..cluster_config(&server.url, layout(Some(shards), 1, 1))
+        };
+        let store = QdrantStore::connect(config, dense_id()).await.unwrap();
+        store.upsert(corpus()).await.unwrap();
+        let cluster = store.stats().await.unwrap().cluster.unwrap();
+        assert_eq!(cluster.shards.len(), shards as usize);
+        let hits = store
+            .search(request(
+                TenantScope::with_global("acme", "global"),
+                StoreQuery::Sparse(BM25.query("holiday leave billing deploy")),
+                10,
+            ))
+            .await
+            .unwrap();
+        assert!(hits.len() >= 3, "{hits:?}");
+        let sent = server.last_query().unwrap();
+        let Some(grpc::query::Variant::Nearest(grpc::VectorInput {
+            variant: Some(grpc::vector_input::Variant::Sparse(query)),
+        })) = sent.query.and_then(|q| q.variant)
+        else {
+            panic!("a sparse nearest query")
+        };
+        for hit in &hits {
+            let stored = hit.sparse.as_ref().unwrap();
+            let keyed = tenant_terms(&hit.chunk.tenant, stored.indices.clone());
+            let dot: f32 = keyed
+                .iter()
+                .zip(&stored.values)
+                .filter_map(|(term, tf)| {
+                    let at = query.indices.iter().position(|q| q == term)?;
+                    Some(query.values[at] * tf)
+                })
+                .sum();
+            assert!(
+                (dot - hit.score).abs() <= 1e-4 * dot.abs().max(1.0),
+                "{}: server {} vs dot product {dot}",
+                hit.chunk.source,
+                hit.score
+            );
+        }
+        results.push(normalised(&hits));
+    }
+    assert_eq!(results[0], results[1]);
 }
 
 // ---- lore migrate -------------------------------------------------------------------------
@@ -1317,6 +1693,42 @@ async fn migrate_resumes_after_an_interruption_and_verifies_counts() {
     );
 }
 
+/// `lore forget` of a tenant's last source leaves the tenant in a real server's keyword index
+/// with 0 points (the stand-in does the same for unfiltered facets): such a tenant holds
+/// nothing to copy and must neither fail the verification nor show up as a tenant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_ignores_a_tenant_emptied_by_forget() {
+    let server = Harness::standin().await;
+    let target = Harness::embedded().await;
+    let (a, b) = (loaded(&server).await, target.open().await);
+    assert_eq!(a.delete_source("globex", "deploy.md").await.unwrap(), 1);
+    a.commit().await.unwrap();
+    let raw = raw_client(&server.url, None)
+        .await
+        .facet(grpc::FacetCounts {
+            collection_name: server.collection.clone(),
+            key: "tenant".into(),
+            exact: Some(true),
+            limit: Some(100),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        raw.hits.iter().any(|h| h.count == 0),
+        "the server reports the emptied tenant: {raw:?}"
+    );
+    let wanted = BTreeMap::from([("acme".to_owned(), 4), ("global".to_owned(), 1)]);
+    assert_eq!(a.tenant_counts().await.unwrap(), wanted);
+    let work = tempfile::tempdir().unwrap();
+    let report = migrate(a.as_ref(), b.as_ref(), &options(work.path(), 4), &Quiet)
+        .await
+        .unwrap();
+    assert_eq!(report.copied, 5);
+    assert_eq!(report.tenants, wanted);
+    assert_eq!(b.tenant_counts().await.unwrap(), wanted);
+}
+
 // ---- the `lore migrate` command ---------------------------------------------------------
 
 /// The `lore` binary cargo built for these tests.
@@ -1440,6 +1852,43 @@ async fn lore_migrate_command_round_trip() {
     );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("same backend"));
+}
+
+/// `lore stats --json` on a server backend: the collection's shards, replicas and states,
+/// laid out by the `[store]` settings from the environment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lore_stats_shows_the_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = cluster_standin(&dir.path().join("server"), 3).await;
+    let (url, data) = (server.url.clone(), dir.path().join("data"));
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(lore_bin())
+            .args(["stats", "--json"])
+            .env("LORE_STORE__DATA_DIR", &data)
+            .env("LORE_STORE__BACKEND", "qdrant")
+            .env("LORE_STORE__URL", &url)
+            .env("LORE_STORE__SHARD_NUMBER", "6")
+            .env("LORE_STORE__REPLICATION_FACTOR", "2")
+            .env("LORE_EMBEDDING__PROVIDER", "none")
+            .env_remove("LORE_TENANT")
+            .env_remove("QDRANT_API_KEY")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stats: serde_json::Value = serde_json::from_str(&ok(out)).unwrap();
+    let cluster = &stats["cluster"];
+    assert_eq!(cluster["shard_number"], 6, "{stats}");
+    assert_eq!(cluster["replication_factor"], 2, "{stats}");
+    assert_eq!(cluster["peers"], 3, "{stats}");
+    let shards = cluster["shards"].as_array().unwrap();
+    assert_eq!(shards.len(), 6);
+    for shard in shards {
+        let replicas = shard["replicas"].as_array().unwrap();
+        assert_eq!(replicas.len(), 2, "{shard}");
+        assert!(replicas.iter().all(|r| r["state"] == "Active"), "{shard}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

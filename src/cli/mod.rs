@@ -246,19 +246,21 @@ async fn run_command(cli: Cli) -> Result<()> {
             let tenant_chunks: usize = sources.iter().map(|s| s.chunks).sum();
             let dense = app.embedder.as_ref().map(|e| e.id().to_owned());
             if json {
-                println!(
-                    "{}",
-                    json!({
-                        "tenant": cli.tenant,
-                        "sources": sources.len(),
-                        "chunks": tenant_chunks,
-                        "total_chunks": stats.chunks,
-                        "indexed_vectors": stats.indexed_vectors,
-                        "segments": stats.segments,
-                        "bytes_on_disk": stats.bytes_on_disk,
-                        "dense_embedder": dense,
-                    })
-                );
+                let mut out = json!({
+                    "tenant": cli.tenant,
+                    "sources": sources.len(),
+                    "chunks": tenant_chunks,
+                    "total_chunks": stats.chunks,
+                    "indexed_vectors": stats.indexed_vectors,
+                    "segments": stats.segments,
+                    "bytes_on_disk": stats.bytes_on_disk,
+                    "dense_embedder": dense,
+                });
+                // A server backend: shards, replicas and their states.
+                if let Some(cluster) = &stats.cluster {
+                    out["cluster"] = json!(cluster);
+                }
+                println!("{out}");
             } else {
                 println!("tenant          {}", cli.tenant);
                 println!("sources         {}", sources.len());
@@ -271,6 +273,22 @@ async fn run_command(cli: Cli) -> Result<()> {
                     "dense embedder  {}",
                     dense.as_deref().unwrap_or("none (sparse-only)")
                 );
+                if let Some(cluster) = &stats.cluster {
+                    let replicas: usize = cluster.shards.iter().map(|s| s.replicas.len()).sum();
+                    let active = cluster
+                        .shards
+                        .iter()
+                        .flat_map(|s| &s.replicas)
+                        .filter(|r| r.state == "Active")
+                        .count();
+                    println!(
+                        "cluster         {} shards, replication factor {}, {replicas} replicas \
+                         ({active} active) on {} peers",
+                        cluster.shards.len(),
+                        cluster.replication_factor,
+                        cluster.peers
+                    );
+                }
             }
             Ok(())
         }

@@ -70,6 +70,66 @@ fn qdrant_backend_needs_an_http_url() {
     assert!(err.to_string().contains("store.url"), "{err}");
 }
 
+#[test]
+fn cluster_layout_and_several_urls_are_typed_settings() {
+    let s = Settings::load(None, env(&[])).unwrap();
+    assert_eq!(s.store.shard_number, None, "Qdrant's default on one node");
+    assert_eq!(
+        (s.store.replication_factor, s.store.write_consistency_factor),
+        (1, 1)
+    );
+    let s = load_file(
+        "[store]\nbackend = \"qdrant\"\nurl = \"http://q0:6334, http://q1:6334\"\n\
+         shard_number = 6\nreplication_factor = 2\npeer_wait_secs = 30\n",
+    )
+    .unwrap();
+    assert_eq!(s.store.urls(), ["http://q0:6334", "http://q1:6334"]);
+    assert_eq!(s.store.shard_number, Some(6));
+    assert_eq!(s.store.replication_factor, 2);
+    assert_eq!(s.store.peer_wait_secs, 30);
+    let s = Settings::load(
+        None,
+        env(&[
+            ("LORE_STORE__SHARD_NUMBER", "4"),
+            ("LORE_STORE__URL", "http://a:6334,http://b:6334"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(s.store.shard_number, Some(4));
+    assert_eq!(s.store.urls().len(), 2);
+    for (var, value, key) in [
+        ("LORE_STORE__SHARD_NUMBER", "0", "store.shard_number"),
+        (
+            "LORE_STORE__REPLICATION_FACTOR",
+            "0",
+            "store.replication_factor",
+        ),
+        (
+            "LORE_STORE__WRITE_CONSISTENCY_FACTOR",
+            "2",
+            "store.write_consistency_factor",
+        ),
+        (
+            "LORE_STORE__REPLICATION_FACTOR",
+            "two",
+            "replication_factor",
+        ),
+    ] {
+        let err = Settings::load(None, env(&[(var, value)])).unwrap_err();
+        assert!(err.to_string().contains(key), "{var}={value}: {err}");
+    }
+    // Every server of the list is checked.
+    let err = Settings::load(
+        None,
+        env(&[
+            ("LORE_STORE__BACKEND", "qdrant"),
+            ("LORE_STORE__URL", "http://a:6334,b:6334"),
+        ]),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("b:6334"), "{err}");
+}
+
 /// Every section refuses a key it does not have, and the error names the key.
 #[test]
 fn an_unknown_key_in_any_section_is_refused() {

@@ -10,6 +10,25 @@
 //! `unimplemented` rather than guessing.
 //! Collections persist under the stand-in's directory, so a restarted stand-in serves them
 //! again.
+//!
+//! Known differences from a real Qdrant server (keep this list true when either changes):
+//! - Authentication: like a real server, the health check is answered without a key and
+//!   every collection and point call is refused (`Unauthenticated`) without the right
+//!   `api-key`; a real server also has read-only keys and JWT roles, the stand-in one key.
+//! - Facets: an unfiltered facet also reports, with a count of 0, every keyword value the
+//!   key held since the stand-in started (a real server's keyword index keeps values whose
+//!   points were all deleted, e.g. a tenant after `lore forget`); a filtered facet does
+//!   not. The stand-in forgets these values when it restarts; a real server keeps them
+//!   until its segments are optimised.
+//! - One process, one qdrant-edge shard per collection: `shard_number`,
+//!   `replication_factor` and `write_consistency_factor` are recorded and reported (in
+//!   collection info and collection cluster info), shards and replicas are laid out over
+//!   `peers` simulated peers, but every point lives in one shard, so scores, counts and
+//!   facets are exact and never depend on the shard layout, whatever was asked.
+//! - Errors: messages are not the server's words; codes are (`NotFound`, `AlreadyExists`,
+//!   `InvalidArgument`, `Unauthenticated`, `Unavailable` for a simulated outage).
+//! - Writes are applied at once (`wait` is ignored), and nothing is optimised in the
+//!   background.
 
 #![allow(dead_code)]
 
@@ -38,6 +57,14 @@ pub struct StandInOptions {
     pub api_key: Option<String>,
     /// Serve over TLS with this (certificate PEM, PKCS#8 key PEM); the URL becomes https.
     pub tls: Option<(String, String)>,
+    /// Simulated cluster peers (ids 1..=peers; this server is peer 1): a new collection's
+    /// shards and replicas are laid out over them as a real cluster would, at most one
+    /// replica of a shard per peer.
+    pub peers: u64,
+    /// A peer joins the cluster each time a collection is deleted: lets a test watch lore
+    /// drop an under-replicated collection and create it again once peers have joined,
+    /// without timing.
+    pub peer_joins_on_delete: bool,
 }
 
 impl Default for StandInOptions {
@@ -46,6 +73,8 @@ impl Default for StandInOptions {
             version: DEFAULT_VERSION.to_owned(),
             api_key: None,
             tls: None,
+            peers: 1,
+            peer_joins_on_delete: false,
         }
     }
 }
@@ -68,15 +97,59 @@ struct State {
     upsert_calls: AtomicUsize,
     /// The last query request, so tests can check what the client sent.
     last_query: Mutex<Option<grpc::QueryPoints>>,
+    /// Peers whose replicas are reported `Dead` (a node that is down).
+    down_peers: Mutex<std::collections::BTreeSet<u64>>,
+    /// Peers in the cluster now (starts at `options.peers`).
+    peers: std::sync::atomic::AtomicU64,
+    /// Collections created so far, for tests.
+    creates: AtomicUsize,
 }
 
 struct Collection {
     // Writes and flushes hold it exclusively, reads share it (as in lore's edge store).
     shard: Arc<RwLock<edge::EdgeShard>>,
     metadata: HashMap<String, serde_json::Value>,
+    /// Every string value each top-level payload key has held since the stand-in started:
+    /// an unfiltered facet reports the ones no point holds any more with a count of 0, as a
+    /// real server's keyword index does after deletions (see the header).
+    seen: Mutex<HashMap<String, std::collections::BTreeSet<String>>>,
+    layout: Layout,
+}
+
+/// A collection's cluster layout: what was asked at creation, and the peers there were.
+#[derive(Clone, Copy, serde::Serialize, serde::Deserialize)]
+struct Layout {
+    shard_number: u32,
+    replication_factor: u32,
+    write_consistency_factor: u32,
+    /// Peers at creation: replicas stay where they were placed, as on a real cluster.
+    peers: u64,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Self {
+            shard_number: 1,
+            replication_factor: 1,
+            write_consistency_factor: 1,
+            peers: 1,
+        }
+    }
+}
+
+impl Layout {
+    /// The peers holding replicas of `shard`: at most one per peer, so a replication
+    /// factor above the number of peers gives fewer replicas, as on a real cluster.
+    fn replicas(&self, shard: u32) -> Vec<u64> {
+        let count = u64::from(self.replication_factor).min(self.peers.max(1));
+        (0..count)
+            .map(|r| (u64::from(shard) + r) % self.peers.max(1) + 1)
+            .collect()
+    }
 }
 
 const META_FILE: &str = "standin-collection.json";
+const LAYOUT_FILE: &str = "standin-layout.json";
 
 impl QdrantStandIn {
     /// Starts a stand-in on a free port, serving the collections already under `dir`.
@@ -92,12 +165,17 @@ impl QdrantStandIn {
             let metadata: HashMap<String, serde_json::Value> =
                 serde_json::from_str(&std::fs::read_to_string(&meta).unwrap()).unwrap();
             let shard = edge::EdgeShard::load(&path.join("shard"), None).expect("reload shard");
+            let layout = std::fs::read_to_string(path.join(LAYOUT_FILE))
+                .map(|text| serde_json::from_str(&text).expect("stand-in layout"))
+                .unwrap_or_default();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
             collections.insert(
                 name,
                 Arc::new(Collection {
                     shard: Arc::new(RwLock::new(shard)),
                     metadata,
+                    seen: Mutex::default(),
+                    layout,
                 }),
             );
         }
@@ -108,6 +186,9 @@ impl QdrantStandIn {
             upserts_before_outage: Mutex::new(None),
             upsert_calls: AtomicUsize::new(0),
             last_query: Mutex::new(None),
+            down_peers: Mutex::default(),
+            peers: std::sync::atomic::AtomicU64::new(options.peers.max(1)),
+            creates: AtomicUsize::new(0),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -125,10 +206,9 @@ impl QdrantStandIn {
                 .expect("stand-in TLS configuration");
         }
         let server = builder
-            .add_service(QdrantServer::with_interceptor(
-                service.clone(),
-                api_key_check(key.clone()),
-            ))
+            // A real server answers the health check without a key (its auth layer lets
+            // `/qdrant.Qdrant/HealthCheck` through) and refuses the first real call.
+            .add_service(QdrantServer::new(service.clone()))
             .add_service(CollectionsServer::with_interceptor(
                 service.clone(),
                 api_key_check(key.clone()),
@@ -193,6 +273,16 @@ impl QdrantStandIn {
     /// The last query request received.
     pub fn last_query(&self) -> Option<grpc::QueryPoints> {
         self.state.last_query.lock().unwrap().clone()
+    }
+
+    /// Reports `peer`'s replicas as `Dead`, as when that node is down.
+    pub fn set_peer_down(&self, peer: u64) {
+        self.state.down_peers.lock().unwrap().insert(peer);
+    }
+
+    /// Collections created so far (including ones deleted since).
+    pub fn creates(&self) -> usize {
+        self.state.creates.load(Ordering::SeqCst)
     }
 
     /// Upsert calls received so far (accepted or not).
@@ -625,7 +715,9 @@ fn collection_info(c: &Collection) -> grpc::CollectionInfo {
         segments_count: info.segments_count as u64,
         config: Some(grpc::CollectionConfig {
             params: Some(grpc::CollectionParams {
-                shard_number: 1,
+                shard_number: c.layout.shard_number,
+                replication_factor: Some(c.layout.replication_factor),
+                write_consistency_factor: Some(c.layout.write_consistency_factor),
                 vectors_config: Some(grpc::VectorsConfig {
                     config: Some(grpc::vectors_config::Config::ParamsMap(
                         grpc::VectorParamsMap { map: vectors },
@@ -693,6 +785,49 @@ service! {
             Ok(Response::new(grpc::GetCollectionInfoResponse {
                 result: Some(info),
                 time: 0.0,
+            }))
+        }
+
+        async fn collection_cluster_info(
+            &self,
+            request: Request<grpc::CollectionClusterInfoRequest>,
+        ) -> Result<Response<grpc::CollectionClusterInfoResponse>, Status> {
+            let collection = self.collection(&request.into_inner().collection_name)?;
+            let down = self.0.down_peers.lock().unwrap().clone();
+            let state = |peer: u64| {
+                if down.contains(&peer) {
+                    grpc::ReplicaState::Dead as i32
+                } else {
+                    grpc::ReplicaState::Active as i32
+                }
+            };
+            let (mut local_shards, mut remote_shards) = (Vec::new(), Vec::new());
+            for shard_id in 0..collection.layout.shard_number {
+                for peer in collection.layout.replicas(shard_id) {
+                    if peer == 1 {
+                        // Every point lives in the one edge shard (see the header).
+                        local_shards.push(grpc::LocalShardInfo {
+                            shard_id,
+                            points_count: 0,
+                            state: state(peer),
+                            shard_key: None,
+                        });
+                    } else {
+                        remote_shards.push(grpc::RemoteShardInfo {
+                            shard_id,
+                            peer_id: peer,
+                            state: state(peer),
+                            shard_key: None,
+                        });
+                    }
+                }
+            }
+            Ok(Response::new(grpc::CollectionClusterInfoResponse {
+                peer_id: 1,
+                shard_count: u64::from(collection.layout.shard_number),
+                local_shards,
+                remote_shards,
+                ..Default::default()
             }))
         }
 
@@ -772,6 +907,13 @@ service! {
                 .into_iter()
                 .map(|(k, v)| (k, serde_json::to_value(&v).expect("value serialises")))
                 .collect();
+            let peers = self.0.peers.load(Ordering::SeqCst);
+            let layout = Layout {
+                shard_number: request.shard_number.unwrap_or(peers as u32).max(1),
+                replication_factor: request.replication_factor.unwrap_or(1).max(1),
+                write_consistency_factor: request.write_consistency_factor.unwrap_or(1).max(1),
+                peers,
+            };
             let mut collections = self.0.collections.write().unwrap();
             if collections.contains_key(&name) {
                 return Err(Status::already_exists(format!(
@@ -787,13 +929,21 @@ service! {
                 serde_json::to_string(&metadata).expect("metadata serialises"),
             )
             .map_err(|e| Status::internal(e.to_string()))?;
+            std::fs::write(
+                dir.join(LAYOUT_FILE),
+                serde_json::to_string(&layout).expect("layout serialises"),
+            )
+            .map_err(|e| Status::internal(e.to_string()))?;
             collections.insert(
                 name,
                 Arc::new(Collection {
                     shard: Arc::new(RwLock::new(shard)),
                     metadata,
+                    seen: Mutex::default(),
+                    layout,
                 }),
             );
+            self.0.creates.fetch_add(1, Ordering::SeqCst);
             Ok(Response::new(grpc::CollectionOperationResponse {
                 result: true,
                 time: 0.0,
@@ -809,6 +959,9 @@ service! {
             if removed.is_some() {
                 drop(removed);
                 let _ = std::fs::remove_dir_all(self.0.dir.join(&name));
+                if self.0.options.peer_joins_on_delete {
+                    self.0.peers.fetch_add(1, Ordering::SeqCst);
+                }
             }
             Ok(Response::new(grpc::CollectionOperationResponse {
                 result: true,
@@ -821,7 +974,6 @@ service! {
         update_aliases: grpc::ChangeAliases => grpc::CollectionOperationResponse;
         list_collection_aliases: grpc::ListCollectionAliasesRequest => grpc::ListAliasesResponse;
         list_aliases: grpc::ListAliasesRequest => grpc::ListAliasesResponse;
-        collection_cluster_info: grpc::CollectionClusterInfoRequest => grpc::CollectionClusterInfoResponse;
         update_collection_cluster_setup: grpc::UpdateCollectionClusterSetupRequest => grpc::UpdateCollectionClusterSetupResponse;
         create_shard_key: grpc::CreateShardKeyRequest => grpc::CreateShardKeyResponse;
         delete_shard_key: grpc::DeleteShardKeyRequest => grpc::DeleteShardKeyResponse;
@@ -849,6 +1001,16 @@ service! {
                 return Err(unsupported("conditional upserts"));
             }
             let collection = self.collection(&request.collection_name)?;
+            {
+                let mut seen = collection.seen.lock().unwrap();
+                for p in &request.points {
+                    for (key, value) in &p.payload {
+                        if let Some(grpc::value::Kind::StringValue(s)) = &value.kind {
+                            seen.entry(key.clone()).or_default().insert(s.clone());
+                        }
+                    }
+                }
+            }
             let points = request
                 .points
                 .into_iter()
@@ -1074,18 +1236,34 @@ service! {
         ) -> Result<Response<grpc::FacetResponse>, Status> {
             let request = request.into_inner();
             let collection = self.collection(&request.collection_name)?;
+            let unfiltered = request.filter.is_none();
             let facet = edge::FacetRequest {
                 key: json_path(&request.key)?,
                 limit: request.limit.unwrap_or(10) as usize,
                 filter: opt_filter(request.filter)?,
                 exact: request.exact.unwrap_or(false),
             };
+            let limit = facet.limit;
             let response =
                 with_shard(&collection, false, move |shard| shard.facet(facet).map_err(engine))
                     .await?;
+            let mut hits = response.hits;
+            if unfiltered {
+                let seen = collection.seen.lock().unwrap();
+                for value in seen.get(&request.key).into_iter().flatten() {
+                    let held = hits.iter().any(|h| {
+                        matches!(&h.value, edge::FacetValue::Keyword(s) if s == value)
+                    });
+                    if !held && hits.len() < limit {
+                        hits.push(edge::FacetValueHit {
+                            value: edge::FacetValue::Keyword(value.clone()),
+                            count: 0,
+                        });
+                    }
+                }
+            }
             Ok(Response::new(grpc::FacetResponse {
-                hits: response
-                    .hits
+                hits: hits
                     .into_iter()
                     .filter_map(|hit| {
                         let variant = match hit.value {

@@ -16,7 +16,7 @@ pub use error::{StoreError, StoreErrorKind};
 pub use open::{claim_data_dir, open_claimed, open_store};
 pub use schema::{chunk_point_id, lore_terms, tenant_key, tenant_terms};
 pub use scope_idf::weighted_scope_query;
-pub use settings::{StoreBackend, StoreSettings};
+pub use settings::{StoreBackend, StoreSettings, split_urls};
 
 use std::collections::BTreeMap;
 
@@ -131,6 +131,38 @@ pub struct StoreStats {
     pub indexed_vectors: usize,
     pub segments: usize,
     pub bytes_on_disk: u64,
+    /// Shards and replicas on a Qdrant server; None for the embedded store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterStats>,
+}
+
+/// How a server collection is spread over the Qdrant cluster (`lore stats`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClusterStats {
+    /// The peer that answered.
+    pub peer_id: u64,
+    /// The collection's own parameters.
+    pub shard_number: u32,
+    pub replication_factor: u32,
+    pub write_consistency_factor: u32,
+    /// Distinct peers holding a replica of some shard.
+    pub peers: usize,
+    pub shards: Vec<ShardStats>,
+}
+
+/// One shard and its replicas.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ShardStats {
+    pub shard: u32,
+    pub replicas: Vec<ReplicaStats>,
+}
+
+/// One replica of a shard: where it lives and its state as Qdrant names it ("Active",
+/// "Dead", "Partial", ...).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplicaStats {
+    pub peer: u64,
+    pub state: String,
 }
 
 /// One page of a full scan in point-id order, for copying a store (`lore migrate`).

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::embedded::{DataDirLock, EmbeddedStore};
-use super::qdrant::{QdrantStore, ServerConfig};
+use super::qdrant::{CollectionLayout, QdrantStore, ServerConfig};
 use super::{KnowledgeStore, StoreBackend, StoreError, StoreSettings};
 
 /// Opens one knowledge store backend as configured under `[store]`; `dense` is the dense
@@ -69,10 +69,16 @@ pub async fn open_claimed(
                     .ok()
                     .filter(|k| !k.trim().is_empty()),
                 timeout: std::time::Duration::from_secs(settings.timeout_secs),
+                layout: CollectionLayout {
+                    shard_number: settings.shard_number,
+                    replication_factor: settings.replication_factor,
+                    write_consistency_factor: settings.write_consistency_factor,
+                    peer_wait: std::time::Duration::from_secs(settings.peer_wait_secs),
+                },
             };
             let store = QdrantStore::connect(config, dense).await?;
             tracing::info!(
-                url = %settings.url,
+                url = store.current_url(),
                 collection = %settings.collection,
                 version = store.server_version(),
                 "using the Qdrant server"

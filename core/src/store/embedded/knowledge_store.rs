@@ -138,6 +138,7 @@ impl KnowledgeStore for EmbeddedStore {
                 indexed_vectors: info.indexed_vectors_count,
                 segments: info.segments_count,
                 bytes_on_disk: dir_size(&path),
+                cluster: None,
             })
         })
         .await

@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 
 use qdrant_client::qdrant::{
-    CollectionExistsRequest, CollectionInfo, CreateCollection, CreateFieldIndexCollection,
-    Distance, FieldType, IntegerIndexParams, KeywordIndexParams, Modifier, PayloadIndexParams,
-    PayloadSchemaType, SparseVectorConfig, SparseVectorParams, Value, VectorParams,
-    VectorParamsMap, VectorsConfig, payload_index_params, value, vectors_config,
+    CollectionInfo, CreateCollection, CreateFieldIndexCollection, Distance, FieldType,
+    IntegerIndexParams, KeywordIndexParams, Modifier, PayloadIndexParams, PayloadSchemaType,
+    SparseVectorConfig, SparseVectorParams, Value, VectorParams, VectorParamsMap, VectorsConfig,
+    payload_index_params, value, vectors_config,
 };
 
 use super::QdrantStore;
@@ -33,48 +33,16 @@ impl QdrantStore {
         &self,
         dense: &Option<(String, usize)>,
     ) -> Result<(), Refusal> {
-        let exists = self
-            .client
-            .collection_exists(CollectionExistsRequest {
-                collection_name: self.collection.clone(),
-            })
-            .await
-            .map_err(|e| {
-                (
-                    error_kind(&e),
-                    format!("checking the collection: {}", describe_error(&e)),
-                )
-            })?;
-        if !exists {
-            if let Err(e) = self
-                .client
-                .create_collection(self.create_request(dense))
-                .await
-            {
-                // Another lore process may have created it meanwhile; the schema check
-                // below decides whether that is fine.
-                let now_exists = self
-                    .client
-                    .collection_exists(CollectionExistsRequest {
-                        collection_name: self.collection.clone(),
-                    })
-                    .await
-                    .unwrap_or(false);
-                if !now_exists {
-                    return Err((
-                        error_kind(&e),
-                        format!("creating the collection: {}", describe_error(&e)),
-                    ));
-                }
-            }
-            tracing::info!(collection = %self.collection, "created the Qdrant collection");
+        if !self.exists().await? {
+            self.create_replicated(dense).await?;
         }
         let info = self.info().await.map_err(|e| (e.kind(), e.to_string()))?;
         check_schema(&info, dense).map_err(|reason| (StoreErrorKind::Incompatible, reason))?;
-        self.ensure_payload_indexes(&info).await
+        self.ensure_payload_indexes(&info).await?;
+        self.check_replication().await
     }
 
-    fn create_request(&self, dense: &Option<(String, usize)>) -> CreateCollection {
+    pub(super) fn create_request(&self, dense: &Option<(String, usize)>) -> CreateCollection {
         let mut vectors = HashMap::new();
         if let Some((_, size)) = dense {
             vectors.insert(
@@ -106,6 +74,9 @@ impl QdrantStore {
                 })),
             }),
             sparse_vectors_config: Some(SparseVectorConfig { map: sparse }),
+            shard_number: self.layout.shard_number,
+            replication_factor: Some(self.layout.replication_factor),
+            write_consistency_factor: Some(self.layout.write_consistency_factor),
             metadata: HashMap::from([
                 (
                     META_FORMAT.to_owned(),
@@ -161,24 +132,27 @@ impl QdrantStore {
                 }
                 continue;
             }
-            self.client
-                .create_field_index(CreateFieldIndexCollection {
-                    collection_name: self.collection.clone(),
-                    wait: Some(true),
-                    field_name: field.to_owned(),
-                    field_type: Some(field_type as i32),
-                    field_index_params: Some(PayloadIndexParams {
-                        index_params: Some(params),
-                    }),
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| {
-                    (
-                        error_kind(&e),
-                        format!("creating the {field} payload index: {}", describe_error(&e)),
-                    )
-                })?;
+            let request = CreateFieldIndexCollection {
+                collection_name: self.collection.clone(),
+                wait: Some(true),
+                field_name: field.to_owned(),
+                field_type: Some(field_type as i32),
+                field_index_params: Some(PayloadIndexParams {
+                    index_params: Some(params),
+                }),
+                ..Default::default()
+            };
+            self.call(|c| {
+                let request = request.clone();
+                async move { c.create_field_index(request).await }
+            })
+            .await
+            .map_err(|e| {
+                (
+                    error_kind(&e),
+                    format!("creating the {field} payload index: {}", describe_error(&e)),
+                )
+            })?;
         }
         Ok(())
     }

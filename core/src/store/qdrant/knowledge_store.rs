@@ -35,16 +35,19 @@ impl KnowledgeStore for QdrantStore {
             .collect::<Result<Vec<_>, _>>()?;
         while !points.is_empty() {
             let rest = points.split_off(points.len().min(UPSERT_BATCH));
-            self.client
-                .upsert_points(UpsertPoints {
-                    collection_name: self.collection.clone(),
-                    // Searches right after ingest must see the chunks.
-                    wait: Some(true),
-                    points,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| self.call_failed(e))?;
+            let request = UpsertPoints {
+                collection_name: self.collection.clone(),
+                // Searches right after ingest must see the chunks.
+                wait: Some(true),
+                points,
+                ..Default::default()
+            };
+            self.call(|c| {
+                let request = request.clone();
+                async move { c.upsert_points(request).await }
+            })
+            .await
+            .map_err(|e| self.call_failed(e))?;
             points = rest;
         }
         Ok(())
@@ -54,32 +57,38 @@ impl KnowledgeStore for QdrantStore {
         let filter = source_filter(tenant, source);
         let count = self.count(filter.clone()).await?;
         if count > 0 {
-            self.client
-                .delete_points(DeletePoints {
-                    collection_name: self.collection.clone(),
-                    wait: Some(true),
-                    points: Some(PointsSelector {
-                        points_selector_one_of: Some(points_selector::PointsSelectorOneOf::Filter(
-                            filter,
-                        )),
-                    }),
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| self.call_failed(e))?;
+            let request = DeletePoints {
+                collection_name: self.collection.clone(),
+                wait: Some(true),
+                points: Some(PointsSelector {
+                    points_selector_one_of: Some(points_selector::PointsSelectorOneOf::Filter(
+                        filter,
+                    )),
+                }),
+                ..Default::default()
+            };
+            self.call(|c| {
+                let request = request.clone();
+                async move { c.delete_points(request).await }
+            })
+            .await
+            .map_err(|e| self.call_failed(e))?;
         }
         Ok(count)
     }
 
     async fn source_hash(&self, tenant: &str, source: &str) -> Result<Option<String>, StoreError> {
+        let request = GetPoints {
+            collection_name: self.collection.clone(),
+            ids: vec![uuid_id(chunk_point_id(tenant, source, 0))],
+            with_payload: with_payload(true),
+            with_vectors: with_vectors(false),
+            ..Default::default()
+        };
         let response = self
-            .client
-            .get_points(GetPoints {
-                collection_name: self.collection.clone(),
-                ids: vec![uuid_id(chunk_point_id(tenant, source, 0))],
-                with_payload: with_payload(true),
-                with_vectors: with_vectors(false),
-                ..Default::default()
+            .call(|c| {
+                let request = request.clone();
+                async move { c.get_points(request).await }
             })
             .await
             .map_err(|e| self.call_failed(e))?;
@@ -140,8 +149,10 @@ impl KnowledgeStore for QdrantStore {
             }
         }
         let response = self
-            .client
-            .query(query)
+            .call(|c| {
+                let query = query.clone();
+                async move { c.query(query).await }
+            })
             .await
             .map_err(|e| self.call_failed(e))?;
         response
@@ -173,12 +184,16 @@ impl KnowledgeStore for QdrantStore {
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         let info = self.info().await?;
+        let cluster = self.cluster_stats(&info).await.map_err(|(kind, reason)| {
+            StoreError::backend(kind, format!("Qdrant server {}: {reason}", self.location))
+        })?;
         Ok(StoreStats {
             chunks: info.points_count.unwrap_or(0) as usize,
             indexed_vectors: info.indexed_vectors_count.unwrap_or(0) as usize,
             segments: info.segments_count as usize,
             // The gRPC API does not report disk use; the server's own metrics do.
             bytes_on_disk: 0,
+            cluster: Some(cluster),
         })
     }
 
@@ -198,15 +213,18 @@ impl KnowledgeStore for QdrantStore {
         from: Option<uuid::Uuid>,
         limit: usize,
     ) -> Result<ScrollPage, StoreError> {
+        let request = ScrollPoints {
+            collection_name: self.collection.clone(),
+            offset: from.map(uuid_id),
+            limit: Some(limit.clamp(1, u32::MAX as usize) as u32),
+            with_payload: with_payload(true),
+            with_vectors: with_vectors(true),
+            ..Default::default()
+        };
         let response = self
-            .client
-            .scroll(ScrollPoints {
-                collection_name: self.collection.clone(),
-                offset: from.map(uuid_id),
-                limit: Some(limit.clamp(1, u32::MAX as usize) as u32),
-                with_payload: with_payload(true),
-                with_vectors: with_vectors(true),
-                ..Default::default()
+            .call(|c| {
+                let request = request.clone();
+                async move { c.scroll(request).await }
             })
             .await
             .map_err(|e| self.call_failed(e))?;

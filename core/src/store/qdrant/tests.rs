@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::cluster::{shards_of, under_replicated};
 use super::collection::check_version;
 use super::points::{parse_id, to_chunk, to_point};
 use super::{QdrantStore, ServerConfig};
@@ -44,6 +45,7 @@ fn config(url: String) -> ServerConfig {
         collection: "lore".into(),
         api_key: None,
         timeout: Duration::from_secs(20),
+        layout: Default::default(),
     }
 }
 
@@ -65,4 +67,39 @@ async fn a_closed_port_is_unavailable_and_a_bad_url_invalid() {
         .err()
         .expect("a URL without a scheme is refused");
     assert_eq!(err.kind(), StoreErrorKind::Invalid, "{err}");
+}
+
+#[test]
+fn shards_are_read_from_local_and_remote_replicas_and_short_ones_named() {
+    // Peer 1 answers: it holds shards 0 and 1; peer 2 holds 1 and 2 (dead), peer 3 holds 0.
+    let shards = shards_of(1, [(0, 0), (1, 0)], [(1, 2, 0), (2, 2, 1), (0, 3, 0)]);
+    let layout: Vec<(u32, Vec<(u64, &str)>)> = shards
+        .iter()
+        .map(|s| {
+            (
+                s.shard,
+                s.replicas
+                    .iter()
+                    .map(|r| (r.peer, r.state.as_str()))
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        layout,
+        [
+            (0, vec![(1, "Active"), (3, "Active")]),
+            (1, vec![(1, "Active"), (2, "Active")]),
+            (2, vec![(2, "Dead")]),
+        ]
+    );
+    assert_eq!(under_replicated(&shards, 1), None);
+    assert_eq!(
+        under_replicated(&shards, 2).as_deref(),
+        Some("shard 2 has 1 replica")
+    );
+    assert_eq!(
+        under_replicated(&shards, 3).as_deref(),
+        Some("shard 0 has 2 replicas, shard 1 has 2 replicas, shard 2 has 1 replica")
+    );
 }
