@@ -188,7 +188,7 @@ async fn run_command(cli: Cli) -> Result<()> {
                 None => {
                     let query = query.expect("clap requires a query without --batch");
                     let retrieval = app.retriever.search(&scope, &query, mode, k).await?;
-                    print_hits(&retrieval, None, json)
+                    print_hits(&retrieval, app.assistant.links(), None, json)
                 }
             }
         }
@@ -209,9 +209,15 @@ async fn run_command(cli: Cli) -> Result<()> {
             let sources = app.store.sources(&scope).await?;
             for s in &sources {
                 if json {
-                    println!("{}", serde_json::to_string(s)?);
+                    let shown =
+                        json!({"source": answer::display_name(&s.source), "chunks": s.chunks});
+                    println!("{shown}");
                 } else {
-                    println!("{:>6} chunks  {}", s.chunks, s.source);
+                    println!(
+                        "{:>6} chunks  {}",
+                        s.chunks,
+                        answer::display_name(&s.source)
+                    );
                 }
             }
             if !json && sources.is_empty() {
@@ -220,7 +226,12 @@ async fn run_command(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Forget { source } => {
-            let removed = app.store.delete_source(&cli.tenant, &source).await?;
+            // The name shown may be the shortened one of a source an older lore stored.
+            let stored = answer::resolve_source(app.store.as_ref(), &cli.tenant, &source).await?;
+            let removed = app
+                .store
+                .delete_source(&cli.tenant, stored.as_deref().unwrap_or(&source))
+                .await?;
             app.store.commit().await?;
             if removed == 0 {
                 anyhow::bail!("no source named {source:?} in tenant {}", cli.tenant);
@@ -390,20 +401,28 @@ async fn search_batch(
         if !json {
             println!("# {line_no}: {query}");
         }
-        print_hits(&retrieval, Some(line_no), json)?;
+        print_hits(&retrieval, app.assistant.links(), Some(line_no), json)?;
     }
     Ok(())
 }
 
-fn print_hits(retrieval: &Retrieval, query: Option<usize>, json: bool) -> Result<()> {
+fn print_hits(
+    retrieval: &Retrieval,
+    links: &answer::SourceLinks,
+    query: Option<usize>,
+    json: bool,
+) -> Result<()> {
     let mut out = std::io::stdout().lock();
     for (i, hit) in retrieval.hits.iter().enumerate() {
         let c = &hit.chunk;
+        let citation = answer::Citation::of(i + 1, c, links);
         if json {
             let mut line = json!({
                 "rank": i + 1,
                 "score": hit.score,
-                "source": c.source,
+                "source": citation.source,
+                "title": citation.title,
+                "url": citation.url,
                 "page": c.page,
                 "heading": c.heading,
                 "timestamp": c.timestamp,
@@ -414,13 +433,6 @@ fn print_hits(retrieval: &Retrieval, query: Option<usize>, json: bool) -> Result
             }
             writeln!(out, "{line}")?;
         } else {
-            let citation = answer::Citation {
-                n: i + 1,
-                source: c.source.clone(),
-                page: c.page,
-                heading: c.heading.clone(),
-                timestamp: c.timestamp.clone(),
-            };
             let preview: String = c.text.split_whitespace().collect::<Vec<_>>().join(" ");
             let preview: String = preview.chars().take(200).collect();
             writeln!(

@@ -88,7 +88,10 @@ pub fn summary_markdown(r: &RunResult) -> String {
             .iter()
             .map(|k| format!("{:.3}", recall(*k).unwrap_or(0.0)))
             .collect();
-        format!("| {name} | {} | {mrr:.3} | {ndcg:.3} |\n", values.join(" | "))
+        format!(
+            "| {name} | {} | {mrr:.3} | {ndcg:.3} |\n",
+            values.join(" | ")
+        )
     };
     md.push_str(&row("sections", &|k| r.recall_at(k), r.mrr, r.ndcg10));
     if let Some(c) = &r.chunk_level {

@@ -5,9 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::dataset::{self, QaSet};
-pub use super::results::{
-    CaseResult, IndexConfig, LevelScores, QueryKnobs, RunConfig, RunResult,
-};
+pub use super::results::{CaseResult, IndexConfig, LevelScores, QueryKnobs, RunConfig, RunResult};
 use super::{EvalError, RetrievalArgs, metrics};
 use crate::ingest::document::DocKind;
 use crate::ingest::load;

@@ -32,7 +32,11 @@ fn query_grid(
     mode: SearchMode,
 ) -> Vec<RetrievalSettings> {
     let hybrid = mode == SearchMode::Hybrid;
-    let fusions = if hybrid { or_base(&args.fusions, base.fusion) } else { vec![base.fusion] };
+    let fusions = if hybrid {
+        or_base(&args.fusions, base.fusion)
+    } else {
+        vec![base.fusion]
+    };
     let weights = if hybrid {
         or_base(&args.dense_weights, base.dense_weight)
     } else {
@@ -61,7 +65,11 @@ fn query_grid(
 
 /// The values to try, or the configured one when none is given.
 fn or_base<T: Clone>(list: &[T], base: T) -> Vec<T> {
-    if list.is_empty() { vec![base] } else { list.to_vec() }
+    if list.is_empty() {
+        vec![base]
+    } else {
+        list.to_vec()
+    }
 }
 
 /// Runs the grid and writes OUT/report.md, OUT/sweep.json, OUT/recall.svg and a run folder
@@ -118,10 +126,9 @@ pub async fn run(
                     seen_modes.push(effective);
                     for knobs in query_grid(args, index.kb.retriever.settings(), mode) {
                         let retriever = index.kb.retriever.with_settings(knobs);
-                        let (cases, seconds) = retrieval::evaluate(
-                            &index, &retriever, &set, mode, &args.k, progress,
-                        )
-                        .await?;
+                        let (cases, seconds) =
+                            retrieval::evaluate(&index, &retriever, &set, mode, &args.k, progress)
+                                .await?;
                         let run_config = retrieval::run_config(
                             &index,
                             &retriever,

@@ -138,7 +138,11 @@ pub fn fuse_rrf(
 /// Adds the other side's chunks of a section, without repeating a chunk.
 fn merge_chunks(section: &mut SectionHit, more: Vec<Hit>) {
     for hit in more {
-        if !section.chunks.iter().any(|h| h.chunk.index == hit.chunk.index) {
+        if !section
+            .chunks
+            .iter()
+            .any(|h| h.chunk.index == hit.chunk.index)
+        {
             section.chunks.push(hit);
         }
     }
@@ -214,6 +218,7 @@ mod tests {
                 page: Some(page),
                 heading: None,
                 timestamp: None,
+                title: None,
                 start: 0,
                 end: 0,
                 source_hash: String::new(),
