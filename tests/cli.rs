@@ -397,7 +397,9 @@ fn sources_are_named_relative_to_the_folder_ingested_never_by_server_path() {
     ));
     secret(&out);
     assert!(
-        out.contains("[1] 茶经 (guide/tea.md) · 茶经 > 乌龙茶 <https://git.example/kb/blob/main/guide/tea.md>"),
+        out.contains(
+            "[1] 茶经 (guide/tea.md) · 乌龙茶 <https://git.example/kb/blob/main/guide/tea.md>"
+        ),
         "{out}"
     );
     let out = stdout(&lore(

@@ -204,7 +204,10 @@ async fn the_api_answers_ingests_and_keeps_tenants_apart() {
     assert_eq!(r.json["object"], "chat.completion");
     let content = r.json["choices"][0]["message"]["content"].as_str().unwrap();
     assert!(content.starts_with(&ANSWER.concat()), "{content}");
-    assert!(content.contains("[1] tea-notes.md"), "{content}");
+    assert!(
+        content.contains("[1] Tea (tea-notes.md) · Oolong"),
+        "{content}"
+    );
     let mut stream_body = body.clone();
     stream_body["stream"] = json!(true);
     let mut events = Events::open(&server.url("/v1/chat/completions"), READER, &stream_body).await;

@@ -48,7 +48,7 @@ async fn top_source(app: &App, tenant: &str, query: &str) -> Option<String> {
 async fn ingest_search_reingest_change_and_forget() {
     let docs = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
-    let rust = write(docs.path(), "rust.md", RUST_DOC);
+    write(docs.path(), "rust.md", RUST_DOC);
     write(docs.path(), "tea.txt", TEA_DOC);
     write(docs.path(), "image.xyz", "binary-ish");
     write(
@@ -78,7 +78,7 @@ async fn ingest_search_reingest_change_and_forget() {
     );
     assert_eq!(
         top_source(&app, "t", "borrow checker").await.as_deref(),
-        Some(rust.as_str())
+        Some("rust.md")
     );
     let hits = app
         .retriever
@@ -213,7 +213,7 @@ async fn knowledge_survives_a_restart() {
     let app = open(data.path()).await;
     assert_eq!(
         top_source(&app, "t", "borrow checker").await.as_deref(),
-        Some(rust.as_str())
+        Some("rust.md")
     );
     let again = app
         .ingestor
@@ -348,7 +348,7 @@ async fn hybrid_search_with_the_local_model_matches_across_languages() {
     let app = App::open(settings.knowledge()).await.unwrap();
     assert_eq!(app.store.dense_dimension(), Some(384));
     app.ingestor
-        .ingest(&[tea.clone(), rust], "t", &lore_core::progress::Quiet)
+        .ingest(&[tea, rust], "t", &lore_core::progress::Quiet)
         .await
         .unwrap();
     let scope = TenantScope::only("t");

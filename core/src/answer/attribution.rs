@@ -30,7 +30,8 @@ crate::choice! {
 /// Appended to a sentence no source supports.
 pub const NOT_FOUND_MARK: &str = "⚠︎ not found in the sources";
 
-/// Sentences with fewer BM25 terms than this are not judged ("Yes.", "另见。").
+/// Sentences with fewer BM25 terms than this are not judged ("Yes.", "另见。"), and a
+/// passage must hold at least this many of a sentence's terms to support it.
 const MIN_TERMS: usize = 2;
 
 /// Phrases of a model saying the sources do not hold the answer.
@@ -154,7 +155,9 @@ impl<'a> Attributor<'a> {
     pub fn grounding(&self) -> f32 {
         let (mut supported, mut judged) = (0usize, 0usize);
         for s in &self.sentences {
-            let chars = s.text.chars().count();
+            // The sentence as the model wrote it: lore's own mark does not count.
+            let written = s.text.strip_suffix(NOT_FOUND_MARK).unwrap_or(&s.text);
+            let chars = written.trim_end().chars().count();
             match s.supported {
                 Some(true) => {
                     supported += chars;
@@ -258,10 +261,19 @@ impl<'a> Attributor<'a> {
             });
             return text;
         }
+        // A passage supports the sentence when it holds `threshold` of its terms and at
+        // least two of them: one shared word ("产自") is a topic, not a claim.
         let scores: Vec<f32> = self
             .passages
             .iter()
-            .map(|p| terms.iter().filter(|t| p.contains(t)).count() as f32 / terms.len() as f32)
+            .map(|p| {
+                let found = terms.iter().filter(|t| p.contains(t)).count();
+                if found < MIN_TERMS {
+                    0.0
+                } else {
+                    found as f32 / terms.len() as f32
+                }
+            })
             .collect();
         let best = (1..=scores.len()).max_by(|a, b| scores[a - 1].total_cmp(&scores[b - 1]));
         let best_score = best.map_or(0.0, |b| scores[b - 1]);

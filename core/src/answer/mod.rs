@@ -71,7 +71,13 @@ impl Citation {
         if let Some(ts) = &self.timestamp {
             label.push_str(&format!(" @ {ts}"));
         }
-        if let Some(heading) = &self.heading {
+        // A Markdown heading path starts with the title already shown.
+        let heading = self.heading.as_deref().and_then(|h| match &self.title {
+            Some(title) if h == title => None,
+            Some(title) => Some(h.strip_prefix(&format!("{title} > ")).unwrap_or(h)),
+            None => Some(h),
+        });
+        if let Some(heading) = heading {
             label.push_str(&format!(" · {heading}"));
         }
         label
@@ -271,6 +277,8 @@ mod tests {
         };
         assert_eq!(c.label(), "book.pdf, p. 12 · SVM");
         c.title = Some("Machine Learning".into());
+        assert_eq!(c.label(), "Machine Learning (book.pdf), p. 12 · SVM");
+        c.heading = Some("Machine Learning > SVM".into());
         assert_eq!(c.label(), "Machine Learning (book.pdf), p. 12 · SVM");
     }
 }

@@ -330,7 +330,8 @@ impl Retriever {
     }
 }
 
-/// Share of the question's distinct terms that occur in the hit.
+/// Share of the question's distinct terms that occur in the hit; 0 when the hit holds only
+/// one of several: a single shared word ("今天", "计算") is a topic, not evidence.
 fn term_coverage(terms: &HashSet<u32>, hit: &Hit) -> f32 {
     if terms.is_empty() {
         return 0.0;
@@ -339,5 +340,8 @@ fn term_coverage(terms: &HashSet<u32>, hit: &Hit) -> f32 {
         return 0.0;
     };
     let found = sparse.indices.iter().filter(|i| terms.contains(i)).count();
+    if found < terms.len().min(2) {
+        return 0.0;
+    }
     found as f32 / terms.len() as f32
 }

@@ -5,6 +5,9 @@ const GREEN: &str = "绿茶不发酵，龙井和碧螺春都是有名的绿茶�
 const OOLONG_EN: &str = "Oolong tea is partly oxidised and comes mostly from Fujian and Taiwan.";
 const GREEN_EN: &str = "Green tea is not oxidised; Longjing is a famous green tea from Zhejiang.";
 
+/// settings.toml's `support_threshold`.
+const THRESHOLD: f32 = 0.6;
+
 fn bm25() -> &'static Bm25Encoder {
     static BM25: std::sync::OnceLock<Bm25Encoder> = std::sync::OnceLock::new();
     BM25.get_or_init(Bm25Encoder::new)
@@ -17,7 +20,7 @@ fn attribute<'a>(
     passages: &[&str],
     unsupported: Unsupported,
 ) -> (String, Attributor<'a>) {
-    let mut a = Attributor::new(bm25(), passages, 0.5, unsupported);
+    let mut a = Attributor::new(bm25(), passages, THRESHOLD, unsupported);
     let mut out = a.push(text);
     out.push_str(&a.finish());
     (out, a)
@@ -108,6 +111,22 @@ fn code_headings_short_sentences_and_refusals_are_not_judged() {
 }
 
 #[test]
+fn one_shared_word_is_not_support() {
+    let green = format!("## 绿茶\n\n{GREEN}");
+    let (shown, a) = attribute(
+        "龙井和碧螺春 [1]。普洱茶产自云南 [2]。",
+        &[&green, OOLONG],
+        Unsupported::Mark,
+    );
+    assert_eq!(
+        shown,
+        format!("龙井和碧螺春 [1]。普洱茶产自云南。 {NOT_FOUND_MARK}"),
+        "{:?}",
+        a.sentences()
+    );
+}
+
+#[test]
 fn lists_are_judged_line_by_line() {
     let text = "1. Oolong comes from Fujian and Taiwan\n2. Longjing is a famous green tea\n";
     let (shown, a) = attribute(text, &[OOLONG_EN, GREEN_EN], Unsupported::Mark);
@@ -125,7 +144,7 @@ fn streaming_in_any_cuts_gives_the_whole_texts_result() {
     let (whole, _) = attribute(text, &passages, Unsupported::Mark);
     let chars: Vec<char> = text.chars().collect();
     for size in [1, 2, 3, 5, 8] {
-        let mut a = Attributor::new(bm25(), &passages, 0.5, Unsupported::Mark);
+        let mut a = Attributor::new(bm25(), &passages, THRESHOLD, Unsupported::Mark);
         let mut streamed = String::new();
         for piece in chars.chunks(size) {
             streamed.push_str(&a.push(&piece.iter().collect::<String>()));
@@ -134,7 +153,7 @@ fn streaming_in_any_cuts_gives_the_whole_texts_result() {
         assert_eq!(streamed, whole, "pieces of {size}");
     }
     // A sentence comes out once it is complete, before the answer ends.
-    let mut a = Attributor::new(bm25(), &passages, 0.5, Unsupported::Mark);
+    let mut a = Attributor::new(bm25(), &passages, THRESHOLD, Unsupported::Mark);
     assert_eq!(a.push("Oolong comes from Fujian and Taiwan."), "");
     assert_eq!(a.push(" The"), "Oolong comes from Fujian and Taiwan [1]. ");
 }
