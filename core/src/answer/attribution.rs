@@ -335,10 +335,11 @@ impl<'a> Attributor<'a> {
         if add.is_empty() {
             return text;
         }
-        let markers: String = add
-            .iter()
-            .map(|n| format!("[{}]", self.number(*n)))
-            .collect();
+        let mut markers = String::new();
+        for n in add {
+            let shown = self.number(*n);
+            markers.push_str(&format!("[{shown}]"));
+        }
         let stem_end = text
             .char_indices()
             .rev()
