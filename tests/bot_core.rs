@@ -461,7 +461,11 @@ async fn replies_never_show_a_server_path() {
     let folder = docs.path().to_str().unwrap().to_owned();
     let report = app
         .ingestor
-        .ingest(&[folder.clone()], "t1", &lore_core::progress::Quiet)
+        .ingest(
+            std::slice::from_ref(&folder),
+            "t1",
+            &lore_core::progress::Quiet,
+        )
         .await
         .unwrap();
     assert_eq!(report.files, 1);

@@ -113,7 +113,8 @@ pub enum Command {
         keep: Option<PathBuf>,
     },
     /// Score retrieval (and answers) against a validation set; fresh stores per configuration.
-    Eval(eval::EvalCommand),
+    // Boxed: its arguments are far larger than any other command's.
+    Eval(Box<eval::EvalCommand>),
     /// Copy the whole knowledge base (every tenant) from one store backend to the other,
     /// e.g. `--from embedded --to qdrant`. Resumes after an interruption; verifies counts.
     Migrate {
@@ -165,7 +166,7 @@ async fn run_command(cli: Cli) -> Result<()> {
         return crate::serve::run(settings, options).await;
     }
     if let Command::Eval(eval) = cli.command {
-        return eval::run(eval, settings, &cli.tenant).await;
+        return eval::run(*eval, settings, &cli.tenant).await;
     }
     if let Command::Migrate { from, to, batch } = cli.command {
         return migrate(&settings, from, to, batch).await;

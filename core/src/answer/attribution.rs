@@ -178,10 +178,7 @@ impl<'a> Attributor<'a> {
     /// everything.
     fn drain(&mut self, all: bool) -> String {
         let mut out = String::new();
-        loop {
-            let Some(first) = self.pending.chars().next() else {
-                break;
-            };
+        while let Some(first) = self.pending.chars().next() {
             if first.is_whitespace() {
                 self.pending.remove(0);
                 if first == '\n' {
