@@ -89,6 +89,8 @@ pub struct Attributor<'a> {
     bm25: &'a Bm25Encoder,
     /// Each given source's terms (source `n` at `n - 1`).
     passages: Vec<HashSet<u32>>,
+    /// Which scripts the passages are written in: (some mostly CJK, some not).
+    scripts: (bool, bool),
     threshold: f32,
     unsupported: Unsupported,
     /// Given source numbers in the order the answer first uses them.
@@ -107,6 +109,10 @@ impl<'a> Attributor<'a> {
         threshold: f32,
         unsupported: Unsupported,
     ) -> Self {
+        let scripts = passages.iter().fold((false, false), |(cjk, other), p| {
+            let is = super::is_cjk(p);
+            (cjk || is, other || !is)
+        });
         let passages = passages
             .iter()
             .map(|p| bm25.document(p).indices.into_iter().collect())
@@ -114,6 +120,7 @@ impl<'a> Attributor<'a> {
         Self {
             bm25,
             passages,
+            scripts,
             threshold,
             unsupported,
             order: Vec::new(),
@@ -246,7 +253,14 @@ impl<'a> Attributor<'a> {
         self.refused |= refusal;
         let trimmed = plain.trim_start();
         let structural = line_start && (trimmed.starts_with('#') || trimmed.starts_with('|'));
-        if refusal || structural || terms.len() < MIN_TERMS {
+        // Words cannot back a sentence in another language than every passage (an English
+        // answer from Chinese notes): such a sentence is not judged rather than marked.
+        let other_language = if super::is_cjk(&plain) {
+            !self.scripts.0
+        } else {
+            !self.scripts.1
+        };
+        if refusal || structural || other_language || terms.len() < MIN_TERMS {
             // Not judged: the model's own markers stay.
             let text = self.render(&parts, &written, &[]);
             let citations = written.iter().map(|n| self.number(*n)).collect();

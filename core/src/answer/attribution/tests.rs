@@ -127,6 +127,18 @@ fn one_shared_word_is_not_support() {
 }
 
 #[test]
+fn a_sentence_in_another_language_than_every_passage_is_not_judged() {
+    let (shown, a) = attribute(
+        "Oolong comes from Fujian and Taiwan [1].",
+        &[OOLONG],
+        Unsupported::Mark,
+    );
+    assert_eq!(shown, "Oolong comes from Fujian and Taiwan [1].");
+    assert_eq!(a.sentences()[0].supported, None);
+    assert_eq!(a.order(), [1]);
+}
+
+#[test]
 fn lists_are_judged_line_by_line() {
     let text = "1. Oolong comes from Fujian and Taiwan\n2. Longjing is a famous green tea\n";
     let (shown, a) = attribute(text, &[OOLONG_EN, GREEN_EN], Unsupported::Mark);
