@@ -125,6 +125,7 @@ async fn run() {
         let doc = Document {
             source: format!("tea-{i}.md"),
             kind: DocKind::Text,
+            title: None,
             sections: vec![Section {
                 text: (*text).to_owned(),
                 ..Section::default()

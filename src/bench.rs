@@ -171,6 +171,7 @@ pub async fn synthetic(
                 page: None,
                 heading: None,
                 timestamp: None,
+                title: None,
                 start: 0,
                 end: 0,
                 source_hash: String::new(),

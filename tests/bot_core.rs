@@ -442,3 +442,65 @@ async fn attachments_are_ingested_within_the_quota() {
         .await;
     assert!(forgot.contains("Forgot short.txt"), "{forgot}");
 }
+
+/// A chat reply names sources as people know them: the path relative to the folder
+/// ingested, never the server's path; a source an older lore stored under an absolute path
+/// shows its last two components and can be forgotten by that name.
+#[tokio::test]
+async fn replies_never_show_a_server_path() {
+    use lore_core::ingest::document::{DocKind, Document, Section};
+    let data = tempfile::tempdir().unwrap();
+    let docs = tempfile::tempdir().unwrap();
+    std::fs::create_dir(docs.path().join("teas")).unwrap();
+    std::fs::write(docs.path().join("teas").join("oolong.md"), TEA).unwrap();
+    let settings = settings(data.path());
+    let bot = settings.bot.clone();
+    let app = lore_core::kb::KnowledgeBase::open(settings.knowledge())
+        .await
+        .unwrap();
+    let folder = docs.path().to_str().unwrap().to_owned();
+    let report = app
+        .ingestor
+        .ingest(
+            std::slice::from_ref(&folder),
+            "t1",
+            &lore_core::progress::Quiet,
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.files, 1);
+    // As an older lore stored it: under the absolute path it was given.
+    let legacy = Document {
+        source: "/srv/lore/knowledge_db/green/green.md".into(),
+        kind: DocKind::Text,
+        title: None,
+        sections: vec![Section {
+            text: GREEN.into(),
+            ..Section::default()
+        }],
+    };
+    app.ingestor.ingest_document(legacy, "t1").await.unwrap();
+    app.store.commit().await.unwrap();
+    let p = Platform::new(lore_core::bot::Engine::open(Arc::new(app), bot).unwrap());
+    let answer = p.say(message("t1", "c", "ann", "乌龙茶产自哪里？")).await;
+    assert!(answer.contains("teas/oolong.md"), "{answer}");
+    assert!(!answer.contains(&folder), "{answer}");
+    let answer = p.say(message("t1", "c", "ann", "龙井是什么茶？")).await;
+    assert!(answer.contains("green/green.md"), "{answer}");
+    assert!(!answer.contains("/srv/lore"), "{answer}");
+    let sources = p.say(message("t1", "c", "ann", "/sources")).await;
+    assert!(
+        sources.contains("teas/oolong.md") && sources.contains("green/green.md"),
+        "{sources}"
+    );
+    assert!(
+        !sources.contains(&folder) && !sources.contains("/srv/lore"),
+        "{sources}"
+    );
+    let forgot = p
+        .say(admin(message("t1", "c", "ann", "/forget green/green.md")))
+        .await;
+    assert!(!forgot.contains("no source"), "{forgot}");
+    let sources = p.say(message("t1", "c", "ann", "/sources")).await;
+    assert!(!sources.contains("green"), "{sources}");
+}

@@ -171,14 +171,16 @@ fn sources_forget_and_stats() {
         None,
     ));
     assert!(out.contains("ingested 2 files"), "{out}");
-    let tea = docs.path().join("tea.md").display().to_string();
+    // Sources are named relative to the folder ingested.
+    let tea = "tea.md";
     let out = stdout(&lore(data.path(), &["sources"], None));
-    assert!(out.contains(&tea), "{out}");
+    assert!(out.contains(tea), "{out}");
+    assert!(!out.contains(docs.path().to_str().unwrap()), "{out}");
     let stats: serde_json::Value =
         serde_json::from_str(&stdout(&lore(data.path(), &["stats", "--json"], None))).unwrap();
     assert_eq!(stats["sources"], 2);
     assert!(stats["bytes_on_disk"].as_u64().unwrap() > 0);
-    stdout(&lore(data.path(), &["forget", &tea], None));
+    stdout(&lore(data.path(), &["forget", tea], None));
     let stats: serde_json::Value =
         serde_json::from_str(&stdout(&lore(data.path(), &["stats", "--json"], None))).unwrap();
     assert_eq!(stats["sources"], 1);
@@ -381,4 +383,101 @@ impl Drop for KillOnDrop {
             .args(["-KILL", &self.0.to_string()])
             .status();
     }
+}
+
+/// No output shows where the server keeps the files: sources are named by their path
+/// relative to the folder ingested (or their file name), titles and configured links
+/// shown, and a store written by an older lore (absolute names) reads the same way.
+#[test]
+fn sources_are_named_relative_to_the_folder_ingested_never_by_server_path() {
+    let docs = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    std::fs::create_dir(docs.path().join("guide")).unwrap();
+    std::fs::write(
+        docs.path().join("guide").join("tea.md"),
+        "# 茶经\n\n## 乌龙茶\n\n乌龙茶是一种半发酵茶，主要产自福建和台湾。\n",
+    )
+    .unwrap();
+    let single = tempfile::tempdir().unwrap();
+    let rust = single.path().join("rust.txt");
+    std::fs::write(
+        &rust,
+        "The borrow checker enforces Rust's ownership rules at compile time.",
+    )
+    .unwrap();
+    let config = single.path().join("links.toml");
+    std::fs::write(
+        &config,
+        "[answer.source_links]\n\"guide/\" = \"https://git.example/kb/blob/main/guide/\"\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let secret = |out: &str| {
+        assert!(!out.contains(docs.path().to_str().unwrap()), "{out}");
+        assert!(!out.contains(single.path().to_str().unwrap()), "{out}");
+    };
+    let out = stdout(&lore(
+        data.path(),
+        &[
+            "ingest",
+            docs.path().to_str().unwrap(),
+            rust.to_str().unwrap(),
+        ],
+        None,
+    ));
+    secret(&out);
+    let out = stdout(&lore(data.path(), &["sources"], None));
+    secret(&out);
+    assert!(
+        out.contains("guide/tea.md") && out.contains("rust.txt"),
+        "{out}"
+    );
+    let out = stdout(&lore(data.path(), &["sources", "--json"], None));
+    secret(&out);
+    let out = stdout(&lore(
+        data.path(),
+        &["--config", config, "ask", "乌龙茶产自哪里？"],
+        None,
+    ));
+    secret(&out);
+    assert!(
+        out.contains(
+            "[1] 茶经 (guide/tea.md) · 乌龙茶 <https://git.example/kb/blob/main/guide/tea.md>"
+        ),
+        "{out}"
+    );
+    let out = stdout(&lore(
+        data.path(),
+        &["--config", config, "ask", "--json", "乌龙茶产自哪里？"],
+        None,
+    ));
+    secret(&out);
+    let answer: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(answer["citations"][0]["source"], "guide/tea.md");
+    assert_eq!(answer["citations"][0]["title"], "茶经");
+    assert_eq!(
+        answer["citations"][0]["url"],
+        "https://git.example/kb/blob/main/guide/tea.md"
+    );
+    let out = stdout(&lore(
+        data.path(),
+        &["search", "--json", "borrow checker"],
+        None,
+    ));
+    secret(&out);
+    let hit: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(hit["source"], "rust.txt");
+
+    // Ingesting the folder again replaces nothing and duplicates nothing.
+    let out = stdout(&lore(
+        data.path(),
+        &["ingest", docs.path().to_str().unwrap()],
+        None,
+    ));
+    secret(&out);
+    let out = stdout(&lore(data.path(), &["sources"], None));
+    assert_eq!(out.lines().count(), 2, "{out}");
+    stdout(&lore(data.path(), &["forget", "guide/tea.md"], None));
+    let out = stdout(&lore(data.path(), &["sources"], None));
+    assert_eq!(out.lines().count(), 1, "{out}");
 }

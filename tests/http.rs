@@ -204,7 +204,10 @@ async fn the_api_answers_ingests_and_keeps_tenants_apart() {
     assert_eq!(r.json["object"], "chat.completion");
     let content = r.json["choices"][0]["message"]["content"].as_str().unwrap();
     assert!(content.starts_with(&ANSWER.concat()), "{content}");
-    assert!(content.contains("[1] tea-notes.md"), "{content}");
+    assert!(
+        content.contains("[1] Tea (tea-notes.md) · Oolong"),
+        "{content}"
+    );
     let mut stream_body = body.clone();
     stream_body["stream"] = json!(true);
     let mut events = Events::open(&server.url("/v1/chat/completions"), READER, &stream_body).await;
@@ -773,4 +776,73 @@ async fn one_shot_questions_store_nothing_and_conversations_are_capped() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(condensing_calls(&llm), before + 1, "c0 was forgotten");
     assert_eq!(remembered_conversations(&server).await, "3");
+}
+
+/// Answers, search hits and source lists over HTTP name a source ingested from a folder on
+/// the server by its path relative to that folder, never by the server's path; the answer
+/// carries each sentence's citations and support and the answer's grounding.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_never_shows_a_server_path() {
+    let llm = FakeLlm::start(&["Oolong comes from Fujian ", "and Taiwan."], false).await;
+    let data = tempfile::tempdir().unwrap();
+    let docs = tempfile::tempdir().unwrap();
+    std::fs::create_dir(docs.path().join("notes")).unwrap();
+    std::fs::write(docs.path().join("notes").join("tea.md"), NOTES).unwrap();
+    let folder = docs.path().to_str().unwrap().to_owned();
+    let out = std::process::Command::new(lore_bin())
+        .args(["ingest", "--tenant", "acme", &folder])
+        .env("LORE_STORE__DATA_DIR", data.path())
+        .env("LORE_EMBEDDING__PROVIDER", "none")
+        .env("LORE_LLM__PROVIDER", "none")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = Server::start(data.path(), Some(&llm), &generous_limits()).await;
+    let r = post_json(
+        &server.url("/v1/ask"),
+        Some(READER),
+        &json!({"question": QUESTION}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(!r.text.contains(&folder), "{}", r.text);
+    // The model cited nothing: lore found the passage that backs the sentence.
+    assert_eq!(
+        r.json["answer"], "Oolong comes from Fujian and Taiwan [1].",
+        "{}",
+        r.text
+    );
+    assert_eq!(
+        r.json["citations"][0]["source"], "notes/tea.md",
+        "{}",
+        r.text
+    );
+    assert_eq!(r.json["citations"][0]["title"], "Tea", "{}", r.text);
+    assert_eq!(
+        r.json["sentences"][0]["citations"],
+        json!([1]),
+        "{}",
+        r.text
+    );
+    assert!(
+        r.json["sentences"][0]["support"].as_f64().unwrap() >= 0.5,
+        "{}",
+        r.text
+    );
+    assert_eq!(r.json["grounding"], 1.0, "{}", r.text);
+    let r = post_json(
+        &server.url("/v1/search"),
+        Some(READER),
+        &json!({"query": "oolong Fujian"}),
+    )
+    .await;
+    assert!(!r.text.contains(&folder), "{}", r.text);
+    assert_eq!(r.json["hits"][0]["source"], "notes/tea.md", "{}", r.text);
+    let r = get(&server.url("/v1/sources"), Some(READER)).await;
+    assert!(!r.text.contains(&folder), "{}", r.text);
+    assert_eq!(source_names(&r), ["notes/tea.md"], "{}", r.text);
 }

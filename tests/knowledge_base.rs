@@ -48,8 +48,8 @@ async fn top_source(app: &App, tenant: &str, query: &str) -> Option<String> {
 async fn ingest_search_reingest_change_and_forget() {
     let docs = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
-    let rust = write(docs.path(), "rust.md", RUST_DOC);
-    let tea = write(docs.path(), "tea.txt", TEA_DOC);
+    write(docs.path(), "rust.md", RUST_DOC);
+    write(docs.path(), "tea.txt", TEA_DOC);
     write(docs.path(), "image.xyz", "binary-ish");
     write(
         docs.path(),
@@ -74,11 +74,11 @@ async fn ingest_search_reingest_change_and_forget() {
 
     assert_eq!(
         top_source(&app, "t", "乌龙茶的水温").await.as_deref(),
-        Some(tea.as_str())
+        Some("tea.txt")
     );
     assert_eq!(
         top_source(&app, "t", "borrow checker").await.as_deref(),
-        Some(rust.as_str())
+        Some("rust.md")
     );
     let hits = app
         .retriever
@@ -128,15 +128,15 @@ async fn ingest_search_reingest_change_and_forget() {
     );
     assert_eq!(
         top_source(&app, "t", "正山小种").await.as_deref(),
-        Some(tea.as_str())
+        Some("tea.txt")
     );
 
     // Forget removes a source entirely.
-    let removed = app.store.delete_source("t", &tea).await.unwrap();
+    let removed = app.store.delete_source("t", "tea.txt").await.unwrap();
     assert!(removed >= 1);
     let sources = app.store.sources(&TenantScope::only("t")).await.unwrap();
     assert_eq!(sources.len(), 1);
-    assert_eq!(sources[0].source, rust);
+    assert_eq!(sources[0].source, "rust.md");
     assert_eq!(top_source(&app, "t", "正山小种").await, None);
 }
 
@@ -157,7 +157,7 @@ async fn tenants_never_see_each_other() {
 
     assert_eq!(
         top_source(&app, "team-a", "乌龙茶").await.as_deref(),
-        Some(tea.as_str())
+        Some("tea.txt")
     );
     assert_eq!(top_source(&app, "team-b", "乌龙茶").await, None);
     assert!(
@@ -168,10 +168,13 @@ async fn tenants_never_see_each_other() {
             .is_empty()
     );
     // Forgetting in another tenant touches nothing.
-    assert_eq!(app.store.delete_source("team-b", &tea).await.unwrap(), 0);
+    assert_eq!(
+        app.store.delete_source("team-b", "tea.txt").await.unwrap(),
+        0
+    );
     assert_eq!(
         top_source(&app, "team-a", "乌龙茶").await.as_deref(),
-        Some(tea.as_str())
+        Some("tea.txt")
     );
     // A scope with the global tenant sees both.
     app.ingestor
@@ -210,7 +213,7 @@ async fn knowledge_survives_a_restart() {
     let app = open(data.path()).await;
     assert_eq!(
         top_source(&app, "t", "borrow checker").await.as_deref(),
-        Some(rust.as_str())
+        Some("rust.md")
     );
     let again = app
         .ingestor
@@ -345,7 +348,7 @@ async fn hybrid_search_with_the_local_model_matches_across_languages() {
     let app = App::open(settings.knowledge()).await.unwrap();
     assert_eq!(app.store.dense_dimension(), Some(384));
     app.ingestor
-        .ingest(&[tea.clone(), rust], "t", &lore_core::progress::Quiet)
+        .ingest(&[tea, rust], "t", &lore_core::progress::Quiet)
         .await
         .unwrap();
     let scope = TenantScope::only("t");
@@ -360,7 +363,7 @@ async fn hybrid_search_with_the_local_model_matches_across_languages() {
             .await
             .unwrap();
         assert_eq!(r.mode, mode);
-        assert_eq!(r.hits[0].chunk.source, tea, "{mode:?}");
+        assert_eq!(r.hits[0].chunk.source, "tea.txt", "{mode:?}");
         assert!(r.hits[0].dense.as_ref().is_some_and(|v| v.len() == 384));
     }
 }

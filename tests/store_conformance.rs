@@ -169,6 +169,7 @@ fn stored(tenant: &str, source: &str, index: u32, text: &str, dense: [f32; DIM])
             page: (source == "holiday.md").then_some(2),
             heading: Some(format!("{source} heading")),
             timestamp: None,
+            title: None,
             start: 0,
             end: text.len(),
             source_hash: format!("hash-{source}"),

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use lore_core::embed::EmbeddingProvider;
-use lore_core::eval::{self, answers, generate, report, retrieval, sweep};
+use lore_core::eval::{self, answers, generate, report, retrieval, scope, sweep};
 use lore_core::retrieve::{Fusion, SearchMode};
 
 use crate::progress::TerminalProgress;
@@ -28,6 +28,8 @@ pub enum EvalAction {
     Sweep(SweepArgs),
     /// An LLM writes question/answer/source triples from the documents (JSONL for --qa).
     Generate(GenerateArgs),
+    /// Answered rates of questions the knowledge base can and cannot answer.
+    Scope(ScopeArgs),
     /// Two runs side by side, with the cases that changed.
     Compare {
         /// Run folder (or its results.json).
@@ -116,6 +118,27 @@ pub struct SweepArgs {
     /// (default: retrieval.cut_instructions).
     #[arg(long, value_delimiter = ',')]
     pub cut_instructions: Vec<bool>,
+}
+
+/// `lore eval scope`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ScopeArgs {
+    /// JSONL, one {"question": ..., "in_scope": true|false} per line.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "tests/fixtures/scope_questions.jsonl"
+    )]
+    pub questions: PathBuf,
+    /// Files or directories to index into a fresh store.
+    #[arg(long, value_name = "PATH", num_args = 1..)]
+    pub corpus: Vec<String>,
+    /// Ask this existing store (its --tenant) instead of building a fresh one.
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// Print the result as one JSON object on stdout instead of the summary.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `lore eval generate`.
@@ -233,6 +256,20 @@ pub async fn run(command: EvalCommand, settings: Settings, tenant: &str) -> Resu
                 s.unparseable_replies,
                 s.unsupported
             );
+        }
+        EvalAction::Scope(args) => {
+            let progress = TerminalProgress::on_stderr(!args.json);
+            let run = scope::ScopeArgs {
+                questions: args.questions,
+                corpus: args.corpus,
+                store: args.store,
+            };
+            let result = scope::run(&knowledge, &run, tenant, progress.as_ref()).await?;
+            if args.json {
+                println!("{}", serde_json::to_string(&result)?);
+            } else {
+                print!("{}", scope::summary_markdown(&result));
+            }
         }
         EvalAction::Compare { a, b } => {
             let (a, b) = (report::read_run(&a)?, report::read_run(&b)?);

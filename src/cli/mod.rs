@@ -40,8 +40,6 @@ pub struct Cli {
     pub command: Command,
 }
 
-// Parsed once per run: the size of the `eval` variant costs nothing worth a Box.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Add files, directories (recursively) or http(s) URLs to the knowledge base.
@@ -118,7 +116,8 @@ pub enum Command {
         keep: Option<PathBuf>,
     },
     /// Score retrieval (and answers) against a validation set; fresh stores per configuration.
-    Eval(eval::EvalCommand),
+    // Boxed: its arguments are far larger than any other command's.
+    Eval(Box<eval::EvalCommand>),
     /// Copy the whole knowledge base (every tenant) from one store backend to the other,
     /// e.g. `--from embedded --to qdrant`. Resumes after an interruption; verifies counts.
     Migrate {
@@ -170,7 +169,7 @@ async fn run_command(cli: Cli) -> Result<()> {
         return crate::serve::run(settings, options).await;
     }
     if let Command::Eval(eval) = cli.command {
-        return eval::run(eval, settings, &cli.tenant).await;
+        return eval::run(*eval, settings, &cli.tenant).await;
     }
     if let Command::Migrate { from, to, batch } = cli.command {
         return migrate(&settings, from, to, batch).await;
@@ -200,7 +199,7 @@ async fn run_command(cli: Cli) -> Result<()> {
                 None => {
                     let query = query.expect("clap requires a query without --batch");
                     let retrieval = search.run(&app, &scope, &query).await?;
-                    print_hits(&retrieval, None, json)
+                    print_hits(&retrieval, app.assistant.links(), None, json)
                 }
             }
         }
@@ -221,9 +220,15 @@ async fn run_command(cli: Cli) -> Result<()> {
             let sources = app.store.sources(&scope).await?;
             for s in &sources {
                 if json {
-                    println!("{}", serde_json::to_string(s)?);
+                    let shown =
+                        json!({"source": answer::display_name(&s.source), "chunks": s.chunks});
+                    println!("{shown}");
                 } else {
-                    println!("{:>6} chunks  {}", s.chunks, s.source);
+                    println!(
+                        "{:>6} chunks  {}",
+                        s.chunks,
+                        answer::display_name(&s.source)
+                    );
                 }
             }
             if !json && sources.is_empty() {
@@ -232,7 +237,12 @@ async fn run_command(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Forget { source } => {
-            let removed = app.store.delete_source(&cli.tenant, &source).await?;
+            // The name shown may be the shortened one of a source an older lore stored.
+            let stored = answer::resolve_source(app.store.as_ref(), &cli.tenant, &source).await?;
+            let removed = app
+                .store
+                .delete_source(&cli.tenant, stored.as_deref().unwrap_or(&source))
+                .await?;
             app.store.commit().await?;
             if removed == 0 {
                 anyhow::bail!("no source named {source:?} in tenant {}", cli.tenant);
@@ -436,20 +446,28 @@ async fn search_batch(
         if !json {
             println!("# {line_no}: {query}");
         }
-        print_hits(&retrieval, Some(line_no), json)?;
+        print_hits(&retrieval, app.assistant.links(), Some(line_no), json)?;
     }
     Ok(())
 }
 
-fn print_hits(retrieval: &Retrieval, query: Option<usize>, json: bool) -> Result<()> {
+fn print_hits(
+    retrieval: &Retrieval,
+    links: &answer::SourceLinks,
+    query: Option<usize>,
+    json: bool,
+) -> Result<()> {
     let mut out = std::io::stdout().lock();
     for (i, hit) in retrieval.hits.iter().enumerate() {
         let c = &hit.chunk;
+        let citation = answer::Citation::of(i + 1, c, links);
         if json {
             let mut line = json!({
                 "rank": i + 1,
                 "score": hit.score,
-                "source": c.source,
+                "source": citation.source,
+                "title": citation.title,
+                "url": citation.url,
                 "page": c.page,
                 "heading": c.heading,
                 "timestamp": c.timestamp,
@@ -460,13 +478,6 @@ fn print_hits(retrieval: &Retrieval, query: Option<usize>, json: bool) -> Result
             }
             writeln!(out, "{line}")?;
         } else {
-            let citation = answer::Citation {
-                n: i + 1,
-                source: c.source.clone(),
-                page: c.page,
-                heading: c.heading.clone(),
-                timestamp: c.timestamp.clone(),
-            };
             let preview: String = c.text.split_whitespace().collect::<Vec<_>>().join(" ");
             let preview: String = preview.chars().take(200).collect();
             writeln!(

@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::auth::Principal;
 use super::{ApiError, Cut, HttpState, PLATFORM};
-use lore_core::answer::{Answer, Citation};
+use lore_core::answer::{Answer, Citation, SentenceSupport, display_name};
 use lore_core::bot::memory::ConversationKey;
 use lore_core::bot::turn;
 use lore_core::bot::uploads::Spooled;
@@ -102,6 +102,11 @@ struct AskResponse {
     answer: String,
     grounded: bool,
     citations: Vec<Citation>,
+    /// Share of the answer's judged text some source supports (0 to 1).
+    grounding: f32,
+    /// Each sentence with its citations and support (LLM answers).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    sentences: Vec<SentenceSupport>,
     /// Absent for a one-shot question (nothing was remembered to continue).
     #[serde(skip_serializing_if = "Option::is_none")]
     conversation_id: Option<String>,
@@ -113,6 +118,8 @@ impl AskResponse {
             answer: answer.text,
             grounded: answer.grounded,
             citations: answer.citations,
+            grounding: answer.grounding,
+            sentences: answer.sentences,
             conversation_id,
         }
     }
@@ -262,9 +269,12 @@ pub async fn search(
         .hits
         .iter()
         .map(|h| {
+            let c = &h.chunk;
+            let source = lore_core::answer::display_name(&c.source);
             json!({
-                "score": h.score, "source": h.chunk.source, "text": h.chunk.text,
-                "page": h.chunk.page, "heading": h.chunk.heading, "timestamp": h.chunk.timestamp,
+                "score": h.score, "url": state.kb.assistant.links().link(&source),
+                "source": source, "title": c.title, "text": c.text,
+                "page": c.page, "heading": c.heading, "timestamp": c.timestamp,
             })
         })
         .collect();
@@ -479,7 +489,7 @@ pub async fn sources(
         .sources(&TenantScope::only(&tenant))
         .await?
         .into_iter()
-        .map(|s| json!({"source": s.source, "chunks": s.chunks, "shared": false}))
+        .map(|s| json!({"source": display_name(&s.source), "chunks": s.chunks, "shared": false}))
         .collect();
     let scope = state.core.scope(&tenant);
     let global = &state.core.settings.global_tenant;
@@ -489,7 +499,7 @@ pub async fn sources(
                 .sources(&TenantScope::only(global))
                 .await?
                 .into_iter()
-                .map(|s| json!({"source": s.source, "chunks": s.chunks, "shared": true})),
+                .map(|s| json!({"source": display_name(&s.source), "chunks": s.chunks, "shared": true})),
         );
     }
     Ok(Json(json!({"tenant": tenant, "sources": list})))

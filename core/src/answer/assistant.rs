@@ -8,8 +8,9 @@ use futures::StreamExt;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::AnswerSettings;
+use super::attribution::Attributor;
 use super::citations::CitationFilter;
-use super::{Answer, Citation, extractive, is_cjk, not_found};
+use super::{Answer, Citation, SourceLinks, extractive_with, is_cjk, not_found, offer_passages};
 use crate::llm::{ChatMessage, ChatModel, ChatRequest, LlmError, estimate_tokens};
 use crate::retrieve::{Retrieval, RetrieveError, Retriever};
 use crate::store::TenantScope;
@@ -52,6 +53,7 @@ pub struct Assistant {
     retriever: Arc<Retriever>,
     llm: Option<Arc<dyn ChatModel>>,
     settings: AnswerSettings,
+    links: SourceLinks,
     /// Tokens reserved for the reply.
     answer_tokens: usize,
 }
@@ -67,9 +69,15 @@ impl Assistant {
         Self {
             retriever,
             llm,
+            links: settings.links(),
             settings,
             answer_tokens,
         }
+    }
+
+    /// How citations link (`[answer.source_links]`).
+    pub fn links(&self) -> &SourceLinks {
+        &self.links
     }
 
     /// True when answers come from a language model rather than quoted passages.
@@ -92,7 +100,7 @@ impl Assistant {
         metrics::histogram!("lore_retrieval_seconds").record(started.elapsed().as_secs_f64());
         let answer = match &self.llm {
             _ if !retrieval.evidence || retrieval.hits.is_empty() => not_found(question),
-            None => extractive(question, &retrieval),
+            None => extractive_with(question, &retrieval, &self.links),
             Some(llm) => {
                 return self
                     .generate(llm.as_ref(), question, history, &retrieval, on_delta)
@@ -193,13 +201,26 @@ impl Assistant {
         let started = std::time::Instant::now();
         let mut stream = llm.chat_stream(request).await?;
         let mut filter = CitationFilter::new(given.len());
+        // Each sentence is attributed to the passages the model read as it completes.
+        let passages: Vec<&str> = retrieval.passages[..given.len()]
+            .iter()
+            .map(String::as_str)
+            .collect();
+        let mut attributor = Attributor::new(
+            self.retriever.bm25(),
+            &passages,
+            self.settings.support_threshold,
+            self.settings.unsupported,
+        );
+        // An answer that may yet be refused for its grounding is shown only once complete.
+        let hold = self.settings.min_grounding > 0.0;
         let mut text = String::new();
         let mut raw_tokens = 0u64;
         let emit = |piece: String, text: &mut String| {
             if piece.is_empty() {
                 return;
             }
-            if let Some(tx) = &on_delta {
+            if let Some(tx) = on_delta.as_ref().filter(|_| !hold) {
                 let _ = tx.send(piece.clone());
             }
             text.push_str(&piece);
@@ -211,7 +232,7 @@ impl Assistant {
                     .record(started.elapsed().as_secs_f64());
             }
             raw_tokens += u64::from(estimate_tokens(&piece)).max(1);
-            emit(filter.push(&piece), &mut text);
+            emit(attributor.push(&filter.push(&piece)), &mut text);
         }
         // Streams carry no usage figures, so tokens are lore's own estimate.
         let vendor = llm.id().to_owned();
@@ -219,19 +240,49 @@ impl Assistant {
             .increment(u64::from(prompt_tokens));
         metrics::counter!("lore_llm_tokens_total", "vendor" => vendor, "kind" => "completion")
             .increment(raw_tokens);
-        emit(filter.finish(), &mut text);
-        let cited = filter.cited();
-        // Show the sources the answer used; all of them if it cited none.
-        let citations = if cited.is_empty() {
-            given
-        } else {
-            given.into_iter().filter(|c| cited.contains(&c.n)).collect()
-        };
-        Ok(Answer {
+        emit(attributor.push(&filter.finish()), &mut text);
+        emit(attributor.finish(), &mut text);
+        // The sources the answer uses, numbered in order of first use, and nothing else.
+        let citations: Vec<Citation> = attributor
+            .order()
+            .iter()
+            .enumerate()
+            .map(|(i, given_n)| Citation {
+                n: i + 1,
+                ..given[given_n - 1].clone()
+            })
+            .collect();
+        let grounding = attributor.grounding();
+        metrics::histogram!("lore_answer_grounding").record(f64::from(grounding));
+        let mut answer = Answer {
             text,
             citations,
             grounded: true,
-        })
+            grounding,
+            sentences: attributor.sentences().to_vec(),
+        };
+        if attributor.refused() && answer.citations.is_empty() {
+            // The model found nothing, yet the passages match the question closely: say so
+            // and quote them rather than leave the asker with a refusal.
+            let coverage = self.settings.offer_passages_coverage;
+            let bm25 = self.retriever.bm25();
+            if let Some((offer, cited)) =
+                offer_passages(question, retrieval, &given, bm25, coverage)
+            {
+                emit(offer, &mut answer.text);
+                answer.citations = cited;
+            }
+        } else if hold && grounding < self.settings.min_grounding {
+            tracing::info!(
+                grounding,
+                "answer refused: too little of it is in the sources"
+            );
+            answer = not_found(question);
+        }
+        if let Some(tx) = on_delta.as_ref().filter(|_| hold) {
+            let _ = tx.send(answer.text.clone());
+        }
+        Ok(answer)
     }
 
     /// The messages for the model, trimmed to its window: sources from the lowest rank and
@@ -257,7 +308,7 @@ impl Assistant {
         // The model reads each hit's passage: its section's matching chunks in order.
         let passages = retrieval.hits.iter().zip(&retrieval.passages);
         for (i, (hit, passage)) in passages.enumerate() {
-            let citation = Citation::of(i + 1, &hit.chunk);
+            let citation = Citation::of(i + 1, &hit.chunk, &self.links);
             let block = format!(
                 "<<<SOURCE [{n}] {label}>>>\n{text}\n<<<END SOURCE [{n}]>>>",
                 n = citation.n,

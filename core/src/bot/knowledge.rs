@@ -128,6 +128,7 @@ pub fn text_document(event: &IncomingEvent, source: String, text: &str) -> Optio
     Some(Document {
         source,
         kind: DocKind::Text,
+        title: None,
         sections: vec![Section {
             text: text.to_owned(),
             page: None,
@@ -212,6 +213,9 @@ pub async fn store_document(
 
 /// Removes one source of `tenant` and gives its quota back; returns the chunks removed.
 pub async fn remove_source(core: &Core, tenant: &str, source: &str) -> Result<usize, BotError> {
+    // The name people see may be the shortened one of a source stored by an older lore.
+    let stored = crate::answer::resolve_source(core.kb.store.as_ref(), tenant, source).await?;
+    let source = stored.as_deref().unwrap_or(source);
     let removed = core.kb.store.delete_source(tenant, source).await?;
     core.quota.release(tenant, source)?;
     Ok(removed)

@@ -289,6 +289,7 @@ mod tests {
             page,
             heading: None,
             timestamp: None,
+            title: None,
             start: 0,
             end: 0,
             source_hash: String::new(),

@@ -169,6 +169,7 @@ mod tests {
         let doc = Document {
             source: "svm.pdf".into(),
             kind: DocKind::Pdf,
+            title: None,
             sections: vec![
                 Section {
                     text: text.into(),

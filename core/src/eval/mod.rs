@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod report;
 pub mod results;
 pub mod retrieval;
+pub mod scope;
 pub mod settings;
 pub mod sweep;
 

@@ -18,6 +18,9 @@ pub struct Document {
     /// Where it came from: a path as given, a URL, or a chat permalink.
     pub source: String,
     pub kind: DocKind,
+    /// The document's own title, when the format carries one (PDF metadata, a Markdown
+    /// `# ` heading).
+    pub title: Option<String>,
     pub sections: Vec<Section>,
 }
 

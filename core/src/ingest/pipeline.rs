@@ -77,9 +77,10 @@ pub struct Ingestor {
     fault: Option<write::FaultHook>,
 }
 
-/// An input after expanding directories: a file or a URL.
+/// An input after expanding directories: a file (with the name it is stored and cited
+/// under) or a URL.
 enum Input {
-    File(PathBuf),
+    File { path: PathBuf, name: String },
     Url(String),
 }
 
@@ -125,11 +126,17 @@ impl Ingestor {
         let mut last_flush = Instant::now();
         for input in expanded {
             let (source, outcome) = match input {
-                Input::File(path) => {
-                    let source = source_name(&path);
-                    progress.message(&source);
-                    let outcome = self.ingest_file(&path, &source, tenant, &mut report).await;
-                    (source, outcome)
+                Input::File { path, name } => {
+                    progress.message(&name);
+                    let outcome = self.ingest_file(&path, &name, tenant, &mut report).await;
+                    let outcome = match outcome {
+                        Ok(done) => self
+                            .forget_legacy_name(&path, &name, tenant)
+                            .await
+                            .map(|()| done),
+                        Err(e) => Err(e),
+                    };
+                    (name, outcome)
                 }
                 Input::Url(url) => {
                     progress.message(&url);
@@ -206,6 +213,27 @@ impl Ingestor {
         })
         .await??;
         self.store_document(document, tenant, hash, report).await
+    }
+
+    /// Before names were relative, a file was stored under its path as given (often
+    /// absolute). Once it is stored under its new name, the copy under the old one goes, so
+    /// ingesting a folder again after an upgrade leaves no duplicates.
+    async fn forget_legacy_name(
+        &self,
+        path: &Path,
+        name: &str,
+        tenant: &str,
+    ) -> Result<(), IngestError> {
+        // Only absolute names: a relative one may as well be another file's current name.
+        let legacy = legacy_source_name(path);
+        if legacy != name
+            && Path::new(&legacy).is_absolute()
+            && self.store.source_hash(tenant, &legacy).await?.is_some()
+        {
+            let removed = self.store.delete_source(tenant, &legacy).await?;
+            tracing::info!(source = %name, removed, "replaced the copy stored under the file's old path name");
+        }
+        Ok(())
     }
 
     async fn ingest_url(
@@ -362,6 +390,7 @@ fn expand(inputs: &[String], report: &mut IngestReport) -> Vec<Input> {
                 .push((input.clone(), "no such file or directory".into()));
             continue;
         }
+        let is_dir = path.is_dir();
         let mut files: Vec<PathBuf> = walkdir::WalkDir::new(path)
             .follow_links(true)
             .into_iter()
@@ -377,10 +406,15 @@ fn expand(inputs: &[String], report: &mut IngestReport) -> Vec<Input> {
             .collect();
         files.sort();
         for file in files {
-            if load::kind_for_path(&file).is_some() {
-                out.push(Input::File(file));
+            let name = if is_dir {
+                source_name(path, &file)
             } else {
-                report.unsupported.push(source_name(&file));
+                file_name(&file)
+            };
+            if load::kind_for_path(&file).is_some() {
+                out.push(Input::File { path: file, name });
+            } else {
+                report.unsupported.push(name);
             }
         }
     }
@@ -393,8 +427,30 @@ fn is_hidden(path: &Path) -> bool {
         .is_some_and(|n| n.starts_with('.'))
 }
 
-/// The name a file is stored and cited under: its path as given, without a leading `./`.
-pub fn source_name(path: &Path) -> String {
+/// The name a file found under the folder `root` is stored and cited under: its path
+/// relative to `root`, with `/` between components, so no server path reaches a reply.
+pub fn source_name(root: &Path, file: &Path) -> String {
+    match file.strip_prefix(root) {
+        Ok(relative) if relative.components().next().is_some() => relative
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/"),
+        _ => file_name(file),
+    }
+}
+
+/// The name a file given on its own is stored under: its file name.
+pub fn file_name(file: &Path) -> String {
+    file.file_name().map_or_else(
+        || file.to_string_lossy().into_owned(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// The name lore stored a file under before names were relative: its path as given,
+/// without a leading `./`.
+fn legacy_source_name(path: &Path) -> String {
     let shown = path.to_string_lossy();
     shown.strip_prefix("./").unwrap_or(&shown).to_owned()
 }

@@ -104,6 +104,7 @@ mod tests {
                 page: None,
                 heading: None,
                 timestamp: None,
+                title: None,
                 start: 0,
                 end: 0,
                 source_hash: String::new(),

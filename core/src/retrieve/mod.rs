@@ -53,6 +53,10 @@ pub struct Retrieval {
     /// The mode actually used (a dense mode falls back to sparse without an embedder).
     pub mode: SearchMode,
     pub evidence: bool,
+    /// What the evidence gate saw: the best hit's dense cosine to the question (None
+    /// without dense vectors) and the best share of the question's BM25 terms a hit holds.
+    pub best_dense: Option<f32>,
+    pub best_coverage: f32,
 }
 
 impl Retrieval {
@@ -64,6 +68,11 @@ impl Retrieval {
     pub fn fuse(searches: Vec<Retrieval>, k: usize) -> Retrieval {
         let mode = searches.first().map_or(SearchMode::Sparse, |r| r.mode);
         let evidence = searches.iter().any(|r| r.evidence);
+        let best_dense = searches
+            .iter()
+            .filter_map(|r| r.best_dense)
+            .reduce(f32::max);
+        let best_coverage = searches.iter().map(|r| r.best_coverage).fold(0.0, f32::max);
         let mut lists: Vec<_> = searches
             .into_iter()
             .filter(|r| r.evidence || !evidence)
@@ -92,6 +101,8 @@ impl Retrieval {
             passages,
             mode,
             evidence,
+            best_dense,
+            best_coverage,
         }
     }
 }
@@ -121,6 +132,11 @@ impl Retriever {
 
     pub fn settings(&self) -> &RetrievalSettings {
         &self.settings
+    }
+
+    /// The BM25 encoder (and so the tokenizer) searches use.
+    pub fn bm25(&self) -> &Bm25Encoder {
+        &self.bm25
     }
 
     /// The same store and embedders searched with other settings (`lore eval sweep`).
@@ -227,12 +243,17 @@ impl Retriever {
                 (hits, passages)
             }
         };
-        let evidence = self.has_evidence(&sparse.indices, dense.as_deref(), &hits);
+        let (best_dense, best_coverage) =
+            self.evidence_figures(&sparse.indices, dense.as_deref(), &hits);
+        let evidence = best_dense.is_some_and(|d| d >= self.settings.min_dense_score)
+            || best_coverage >= self.settings.min_term_coverage;
         Ok(Retrieval {
             hits,
             passages,
             mode,
             evidence,
+            best_dense,
+            best_coverage,
         })
     }
 
@@ -285,21 +306,33 @@ impl Retriever {
             .unzip()
     }
 
-    /// True when some hit is close enough to the question: a dense cosine at or above
-    /// `min_dense_score`, or at least `min_term_coverage` of the question's BM25 terms.
-    fn has_evidence(&self, query_terms: &[u32], dense: Option<&[f32]>, hits: &[Hit]) -> bool {
+    /// What the evidence gate weighs: the best dense cosine of a hit to the question, and
+    /// the best share of the question's BM25 terms a hit holds. There is evidence when the
+    /// first reaches `min_dense_score` or the second `min_term_coverage`.
+    fn evidence_figures(
+        &self,
+        query_terms: &[u32],
+        dense: Option<&[f32]>,
+        hits: &[Hit],
+    ) -> (Option<f32>, f32) {
         let terms: HashSet<u32> = query_terms.iter().copied().collect();
-        hits.iter().any(|hit| {
-            let dense_ok = match (dense, hit.dense.as_deref()) {
-                (Some(q), Some(d)) => mmr::cosine(q, d) >= self.settings.min_dense_score,
-                _ => false,
-            };
-            dense_ok || term_coverage(&terms, hit) >= self.settings.min_term_coverage
-        })
+        let best_dense = hits
+            .iter()
+            .filter_map(|hit| match (dense, hit.dense.as_deref()) {
+                (Some(q), Some(d)) => Some(mmr::cosine(q, d)),
+                _ => None,
+            })
+            .reduce(f32::max);
+        let best_coverage = hits
+            .iter()
+            .map(|hit| term_coverage(&terms, hit))
+            .fold(0.0, f32::max);
+        (best_dense, best_coverage)
     }
 }
 
-/// Share of the question's distinct terms that occur in the hit.
+/// Share of the question's distinct terms that occur in the hit; 0 when the hit holds only
+/// one of several: a single shared word ("今天", "计算") is a topic, not evidence.
 fn term_coverage(terms: &HashSet<u32>, hit: &Hit) -> f32 {
     if terms.is_empty() {
         return 0.0;
@@ -308,5 +341,8 @@ fn term_coverage(terms: &HashSet<u32>, hit: &Hit) -> f32 {
         return 0.0;
     };
     let found = sparse.indices.iter().filter(|i| terms.contains(i)).count();
+    if found < terms.len().min(2) {
+        return 0.0;
+    }
     found as f32 / terms.len() as f32
 }

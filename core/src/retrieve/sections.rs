@@ -218,6 +218,7 @@ mod tests {
                 page: Some(page),
                 heading: None,
                 timestamp: None,
+                title: None,
                 start: 0,
                 end: 0,
                 source_hash: String::new(),

@@ -43,6 +43,10 @@ pub struct Chunk {
     pub page: Option<u32>,
     pub heading: Option<String>,
     pub timestamp: Option<String>,
+    /// The document's own title (PDF metadata, a Markdown `# ` heading), when it has one.
+    /// Absent in chunks stored before titles were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
     /// Byte offsets of the chunk within its section's cleaned text.
     pub start: usize,
     pub end: usize,

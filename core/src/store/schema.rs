@@ -191,6 +191,7 @@ pub(crate) mod tests {
             page: None,
             heading: Some("H".into()),
             timestamp: None,
+            title: None,
             start: 10,
             end: 20,
             source_hash: "abc".into(),

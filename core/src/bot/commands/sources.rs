@@ -17,7 +17,8 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<String, BotError> {
         format!("{} sources:", own.len())
     };
     for s in own.iter().take(MAX_LISTED) {
-        out.push_str(&format!("\n• {} ({} chunks)", s.source, s.chunks));
+        let name = crate::answer::display_name(&s.source);
+        out.push_str(&format!("\n• {name} ({} chunks)", s.chunks));
     }
     if own.len() > MAX_LISTED {
         out.push_str(&format!("\n… and {} more", own.len() - MAX_LISTED));

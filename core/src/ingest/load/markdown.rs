@@ -36,6 +36,25 @@ pub(super) fn sections(
     Ok(outline.finish())
 }
 
+/// The document's title: its first level-1 ATX heading outside code fences, if any.
+pub(super) fn title(text: &str) -> Option<String> {
+    let mut fence: Option<Fence> = None;
+    for line in text.lines() {
+        match fence {
+            Some(open) => {
+                if open.is_closed_by(line) {
+                    fence = None;
+                }
+            }
+            None => match atx_heading(line) {
+                Some((1, title)) if !title.is_empty() => return Some(title.to_owned()),
+                _ => fence = Fence::open(line),
+            },
+        }
+    }
+    None
+}
+
 /// Parses an ATX heading line into its level and title.
 fn atx_heading(line: &str) -> Option<(usize, &str)> {
     let trimmed = line.trim_start_matches(' ');

@@ -24,7 +24,7 @@ use tokio::io::AsyncReadExt;
 
 use self::budget::Budget;
 use crate::ingest::IngestSettings;
-use crate::ingest::document::{DocKind, Document};
+use crate::ingest::document::{DocKind, Document, Section};
 
 pub use self::url::fetch_url;
 
@@ -186,15 +186,21 @@ pub fn load_bytes_within(
     let budget = &mut budget;
     // Parsers of untrusted files (lopdf above all) can panic; that must not take the
     // ingest down, so a panic becomes `Corrupt`.
+    let untitled =
+        |sections: Result<Vec<Section>, LoadError>| sections.map(|s| (s, None::<String>));
     let parsed = catch_unwind(AssertUnwindSafe(|| match kind {
         DocKind::Pdf => pdf::sections(source, bytes, budget),
-        DocKind::Markdown => markdown::sections(&text::decode(source, bytes), None, budget),
-        DocKind::Text => Ok(text::sections(source, bytes)),
-        DocKind::Html => html::sections(source, bytes, budget),
-        DocKind::Subtitles => subtitles::sections(&text::decode(source, bytes), budget),
-        DocKind::Docx => docx::sections(source, bytes, budget),
+        DocKind::Markdown => {
+            let text = text::decode(source, bytes);
+            let title = markdown::title(&text);
+            markdown::sections(&text, None, budget).map(|s| (s, title))
+        }
+        DocKind::Text => Ok((text::sections(source, bytes), None)),
+        DocKind::Html => untitled(html::sections(source, bytes, budget)),
+        DocKind::Subtitles => untitled(subtitles::sections(&text::decode(source, bytes), budget)),
+        DocKind::Docx => untitled(docx::sections(source, bytes, budget)),
     }));
-    let sections = parsed.unwrap_or_else(|panic| {
+    let (sections, title) = parsed.unwrap_or_else(|panic| {
         let msg = panic
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
@@ -211,6 +217,7 @@ pub fn load_bytes_within(
     Ok(Document {
         source: source.to_string(),
         kind,
+        title,
         sections,
     })
 }

@@ -27,8 +27,8 @@ pub(super) fn sections(
     source: &str,
     bytes: &[u8],
     budget: &mut Budget,
-) -> Result<Vec<Section>, LoadError> {
-    let pages = pages(source, bytes, budget)?;
+) -> Result<(Vec<Section>, Option<String>), LoadError> {
+    let (pages, title) = pages(source, bytes, budget)?;
     let mut sections = Vec::new();
     for (page, raw) in pages {
         budget.tick()?;
@@ -41,11 +41,13 @@ pub(super) fn sections(
             });
         }
     }
-    Ok(sections)
+    Ok((sections, title))
 }
 
-/// Raw text of every page, keyed by 1-based page number.
-fn pages(source: &str, bytes: &[u8], budget: &mut Budget) -> Result<Vec<(u32, String)>, LoadError> {
+/// Raw text of every page, keyed by 1-based page number, and the metadata title.
+type Pages = (Vec<(u32, String)>, Option<String>);
+
+fn pages(source: &str, bytes: &[u8], budget: &mut Budget) -> Result<Pages, LoadError> {
     let corrupt = |reason: String| LoadError::corrupt(source, reason);
     let max_stream = stream_limit(budget);
     let options = LoadOptions {
@@ -79,7 +81,53 @@ fn pages(source: &str, bytes: &[u8], budget: &mut Budget) -> Result<Vec<(u32, St
         texts.push((n, text));
     }
     strip_running_lines(&mut texts);
-    Ok(texts)
+    Ok((texts, metadata_title(&pdf)))
+}
+
+/// The `Title` of the document information dictionary, when it says something.
+fn metadata_title(pdf: &Pdf) -> Option<String> {
+    let info = match pdf.trailer.get(b"Info").ok()? {
+        Object::Reference(id) => pdf.get_object(*id).ok()?.as_dict().ok()?,
+        Object::Dictionary(d) => d,
+        _ => return None,
+    };
+    let raw = match info.get(b"Title").ok()? {
+        Object::String(bytes, _) => bytes.as_slice(),
+        _ => return None,
+    };
+    let title = text_string(raw);
+    let title = title.split_whitespace().collect::<Vec<_>>().join(" ");
+    // Producers write placeholders ("untitled", "Microsoft Word - x.docx") or nothing.
+    let useless = title.is_empty()
+        || title.eq_ignore_ascii_case("untitled")
+        || title.starts_with("Microsoft Word - ");
+    (!useless).then(|| title.chars().take(200).collect())
+}
+
+/// A PDF text string: UTF-16 with a byte-order mark, UTF-8 with one, else PDFDocEncoding
+/// (read as Latin-1, which it matches in the printable range).
+fn text_string(raw: &[u8]) -> String {
+    if let Some(be) = raw.strip_prefix(&[0xFE, 0xFF]) {
+        let units: Vec<u16> = be
+            .chunks_exact(2)
+            .map(|p| u16::from_be_bytes([p[0], p[1]]))
+            .collect();
+        return String::from_utf16_lossy(&units);
+    }
+    if let Some(le) = raw.strip_prefix(&[0xFF, 0xFE]) {
+        let units: Vec<u16> = le
+            .chunks_exact(2)
+            .map(|p| u16::from_le_bytes([p[0], p[1]]))
+            .collect();
+        return String::from_utf16_lossy(&units);
+    }
+    if let Some(utf8) = raw.strip_prefix(&[0xEF, 0xBB, 0xBF]) {
+        return String::from_utf8_lossy(utf8).into_owned();
+    }
+    match std::str::from_utf8(raw) {
+        Ok(s) => s.to_owned(),
+        Err(_) => raw.iter().map(|&b| b as char).collect(),
+    }
 }
 
 /// The decompressed-size limit for one PDF stream, as lopdf takes it.
@@ -308,7 +356,7 @@ mod tests {
 
     fn sections(source: &str, bytes: &[u8]) -> Result<Vec<Section>, LoadError> {
         let limits = LoadLimits::default();
-        super::sections(source, bytes, &mut Budget::new(source, &limits))
+        super::sections(source, bytes, &mut Budget::new(source, &limits)).map(|(s, _)| s)
     }
 
     /// The fixture booklet (tests/fixtures/make_cjk_book.py): Chinese in an Identity-H

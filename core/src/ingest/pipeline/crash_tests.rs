@@ -305,6 +305,7 @@ fn document(text: String) -> Document {
     Document {
         source: "upload.txt".into(),
         kind: DocKind::Text,
+        title: None,
         sections: vec![Section {
             text,
             ..Section::default()

@@ -139,6 +139,7 @@ fn split_and_encode(
                 page: section.page,
                 heading: section.heading.clone(),
                 timestamp: section.timestamp.clone(),
+                title: document.title.clone(),
                 start: piece.start,
                 end: piece.end,
                 source_hash: source_hash.to_owned(),

@@ -61,6 +61,7 @@ fn chunk(tenant: &str, index: u32, dense: Vec<f32>) -> StoredChunk {
             page: None,
             heading: None,
             timestamp: None,
+            title: None,
             start: 0,
             end: 0,
             source_hash: String::new(),
