@@ -300,6 +300,8 @@ mod tests {
             hits,
             mode: crate::retrieve::SearchMode::Sparse,
             evidence,
+            best_dense: None,
+            best_coverage: if evidence { 1.0 } else { 0.0 },
         }
     }
 
