@@ -158,9 +158,11 @@ pub async fn evaluate(
     progress.begin(set.cases.len() as u64, "queries");
     let mut cases = Vec::with_capacity(set.cases.len());
     for case in &set.cases {
+        // One embedding of the question serves both rankings.
+        let encoded = retriever.encode(&case.query, Some(mode)).await?;
         let (sections, chunks) = futures::try_join!(
-            retriever.search_by(&scope, &case.query, Some(mode), k_max, RankUnit::Section),
-            retriever.search_by(&scope, &case.query, Some(mode), k_max, RankUnit::Chunk),
+            retriever.search_encoded(&scope, &encoded, k_max, RankUnit::Section),
+            retriever.search_encoded(&scope, &encoded, k_max, RankUnit::Chunk),
         )?;
         let rank_of = |hits: &[crate::store::Hit]| {
             let relevant: Vec<bool> = hits

@@ -107,6 +107,14 @@ impl Retrieval {
     }
 }
 
+/// A question encoded for the store: see [`Retriever::encode`].
+pub struct EncodedQuestion {
+    /// The mode actually used (a dense mode falls back to sparse without an embedder).
+    mode: SearchMode,
+    sparse: SparseVector,
+    dense: Option<Vec<f32>>,
+}
+
 /// Searches one store with one embedder configuration.
 pub struct Retriever {
     store: Arc<dyn KnowledgeStore>,
@@ -181,6 +189,18 @@ impl Retriever {
         k: usize,
         unit: RankUnit,
     ) -> Result<Retrieval, RetrieveError> {
+        let encoded = self.encode(question, mode).await?;
+        self.search_encoded(scope, &encoded, k, unit).await
+    }
+
+    /// The question as the store reads it in `mode` (the configured one when None): its
+    /// BM25 terms and, for the dense modes, its embedding. Encode once to rank it several
+    /// ways ([`search_encoded`](Self::search_encoded)).
+    pub async fn encode(
+        &self,
+        question: &str,
+        mode: Option<SearchMode>,
+    ) -> Result<EncodedQuestion, RetrieveError> {
         let mode = self.effective_mode(mode);
         let lexical = if self.settings.cut_instructions {
             question::lexical_words(question)
@@ -194,6 +214,27 @@ impl Retriever {
             }
             _ => None,
         };
+        Ok(EncodedQuestion {
+            mode,
+            sparse,
+            dense,
+        })
+    }
+
+    /// [`search_by`](Self::search_by) for a question already encoded.
+    pub async fn search_encoded(
+        &self,
+        scope: &TenantScope,
+        encoded: &EncodedQuestion,
+        k: usize,
+        unit: RankUnit,
+    ) -> Result<Retrieval, RetrieveError> {
+        let EncodedQuestion {
+            mode,
+            sparse,
+            dense,
+        } = encoded;
+        let mode = *mode;
         let candidates = k * self.settings.candidate_factor;
         let (hits, passages) = match (unit, mode, dense.clone()) {
             (RankUnit::Section, SearchMode::Hybrid, Some(d)) => {
@@ -215,7 +256,7 @@ impl Retriever {
                 self.section_hits(fused, k)
             }
             (RankUnit::Section, _, dense) => {
-                let query = self.store_query(mode, dense, &sparse);
+                let query = self.store_query(mode, dense, sparse);
                 let hits = self.side(scope, query, candidates).await?;
                 let hits = if mode == SearchMode::Mmr {
                     mmr::select(hits, candidates, self.settings.mmr_lambda)
@@ -230,7 +271,7 @@ impl Retriever {
                     .store
                     .search(SearchRequest {
                         scope: scope.clone(),
-                        query: self.store_query(mode, dense, &sparse),
+                        query: self.store_query(mode, dense, sparse),
                         limit: if is_mmr { candidates } else { k },
                         candidates,
                         with_vectors: true,
