@@ -705,14 +705,19 @@ async fn vendor_failures_are_503_with_retry_after_when_transient_and_502_otherwi
     }
 }
 
-/// The `lore_memory_conversations` gauge of /metrics.
-async fn remembered_conversations(server: &Server) -> String {
+/// A gauge of /metrics.
+async fn gauge(server: &Server, name: &str) -> String {
     let metrics = get(&server.url("/metrics"), None).await.text;
     metrics
         .lines()
-        .find_map(|l| l.strip_prefix("lore_memory_conversations "))
-        .unwrap_or_else(|| panic!("no lore_memory_conversations in\n{metrics}"))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
         .to_owned()
+}
+
+/// The `lore_memory_conversations` gauge of /metrics.
+async fn remembered_conversations(server: &Server) -> String {
+    gauge(server, "lore_memory_conversations").await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -745,6 +750,9 @@ async fn one_shot_questions_store_nothing_and_conversations_are_capped() {
     let all = events.rest().await;
     assert_eq!(all.last().unwrap().0, "done", "{all:?}");
     assert_eq!(remembered_conversations(&server).await, "0");
+    // Nor rate-limit keys: the caller and its one channel of one-shot questions (a fresh
+    // channel per question left a key behind each, and memory grew with every call).
+    assert_eq!(gauge(&server, "lore_rate_limit_keys").await, "2");
 
     // Named conversations are remembered, at most three per platform and tenant: of five,
     // the two used least recently are forgotten.

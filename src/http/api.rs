@@ -26,6 +26,9 @@ use lore_core::store::{StoreErrorKind, TenantScope};
 
 /// Longest question accepted, in characters.
 const MAX_QUESTION_CHARS: usize = 4000;
+/// The rate-limit channel of a caller's one-shot questions; no conversation id can take
+/// this name (ids have no parentheses).
+const ONE_SHOT_CHANNEL: &str = "(once)";
 
 /// The JSON body, or a 400 that says what is wrong with it.
 pub(super) fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
@@ -61,11 +64,6 @@ fn question_text(question: &str) -> Result<String, ApiError> {
         )));
     }
     Ok(question.to_owned())
-}
-
-/// A fresh conversation id: 128 random bits in hex.
-fn new_conversation_id() -> String {
-    format!("{:032x}", rand::random::<u128>())
 }
 
 /// The conversation a question continues; None for a one-shot question.
@@ -138,8 +136,10 @@ pub async fn ask(
     let tenant = tenant_of(&principal, request.tenant.as_deref())?;
     let question = question_text(&request.question)?;
     let conversation_id = conversation_id(request.conversation_id)?;
-    // A one-shot question gets a channel of its own for the rate limits, as before.
-    let channel = conversation_id.clone().unwrap_or_else(new_conversation_id);
+    // A caller's one-shot questions share one channel for the rate limits, as its searches
+    // do: a fresh channel per question left a limiter key behind each (memory grew with
+    // every call).
+    let channel = conversation_id.as_deref().unwrap_or(ONE_SHOT_CHANNEL);
     let key = ConversationKey {
         platform: PLATFORM.to_owned(),
         tenant,

@@ -103,14 +103,15 @@ async fn probe(llm: &lore_core::llm::LlmSettings) -> Result<(), String> {
     }
 }
 
-/// Prometheus text; store size, remembered conversations and the bytes of uploads in
-/// flight are read at scrape time.
+/// Prometheus text; store size, remembered conversations, rate-limit keys and the bytes of
+/// uploads in flight are read at scrape time.
 pub async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
     if let Ok(stats) = state.kb.store.stats().await {
         metrics::gauge!("lore_store_chunks").set(stats.chunks as f64);
         metrics::gauge!("lore_store_bytes").set(stats.bytes_on_disk as f64);
     }
     metrics::gauge!("lore_memory_conversations").set(state.core.memory.len() as f64);
+    metrics::gauge!("lore_rate_limit_keys").set(state.core.rate_limit_keys() as f64);
     metrics::gauge!("lore_questions_waiting").set(state.core.backlog() as f64);
     metrics::gauge!("lore_uploads_inflight_bytes").set(state.core.uploads.in_flight_bytes() as f64);
     (

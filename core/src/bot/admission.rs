@@ -3,7 +3,7 @@
 
 use std::hash::Hash;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Weak};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
@@ -30,10 +30,17 @@ impl RetryIn {
     }
 }
 
-/// Separate budgets per key (a user id, a channel id) for inbound questions.
+/// Checks between two prunings of a keyed limiter's map: often enough that keys seen once
+/// (every user, every channel) do not pile up, rarely enough that pruning costs little.
+const PRUNE_EVERY: u32 = 1024;
+
+/// Separate budgets per key (a user id, a channel id) for inbound questions. The map of
+/// keys forgets, every [`PRUNE_EVERY`] checks, the keys whose budget is full again, so it
+/// holds only the keys of the last minute or so, however many have ever been seen.
 pub struct KeyedLimiter<K: Hash + Eq + Clone, C: Clock + Clone = DefaultClock> {
     limiter: Keyed<K, C>,
     clock: C,
+    checks: AtomicU32,
 }
 
 impl<K: Hash + Eq + Clone> KeyedLimiter<K, DefaultClock> {
@@ -50,19 +57,24 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> KeyedLimiter<K, C> {
         KeyedLimiter {
             limiter: RateLimiter::new(quota, DefaultKeyedStateStore::default(), clock.clone()),
             clock,
+            checks: AtomicU32::new(0),
         }
     }
 
     /// Admits one question for `key`, or says how long until one would be.
     pub fn check(&self, key: &K) -> Result<(), RetryIn> {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
+            self.retain_recent();
+        }
         self.limiter
             .check_key(key)
             .map_err(|not_until| RetryIn(not_until.wait_time_from(self.clock.now())))
     }
 
-    /// Forgets keys whose budget is full again, so the map does not grow with every user ever seen.
+    /// Forgets keys whose budget is full again, and gives back the room they took.
     pub fn retain_recent(&self) {
         self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
     }
 
     /// Keys currently remembered.
@@ -76,57 +88,32 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> KeyedLimiter<K, C> {
     }
 }
 
-impl<K, C> KeyedLimiter<K, C>
-where
-    K: Hash + Eq + Clone + Send + Sync + 'static,
-    C: Clock + Clone + Send + Sync + 'static,
-{
-    /// Calls [`KeyedLimiter::retain_recent`] every `every` until the limiter is dropped.
-    pub fn spawn_pruner(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
-        let weak: Weak<Self> = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                match weak.upgrade() {
-                    Some(limiter) => limiter.retain_recent(),
-                    None => return,
-                }
-            }
-        })
-    }
-}
-
 /// Per-user and per-channel limits for inbound questions.
 pub struct InboundLimiter {
     /// Budget of each user.
-    pub per_user: Arc<KeyedLimiter<String>>,
+    pub per_user: KeyedLimiter<String>,
     /// Budget of each channel, shared by everyone in it.
-    pub per_channel: Arc<KeyedLimiter<String>>,
+    pub per_channel: KeyedLimiter<String>,
 }
 
 impl InboundLimiter {
     /// `per_user` and `per_channel` questions a minute, each with bursts of up to that many.
     pub fn new(per_user: NonZeroU32, per_channel: NonZeroU32) -> Self {
         InboundLimiter {
-            per_user: Arc::new(KeyedLimiter::per_minute(per_user, per_user)),
-            per_channel: Arc::new(KeyedLimiter::per_minute(per_channel, per_channel)),
+            per_user: KeyedLimiter::per_minute(per_user, per_user),
+            per_channel: KeyedLimiter::per_minute(per_channel, per_channel),
         }
+    }
+
+    /// Users and channels remembered now.
+    pub fn len(&self) -> usize {
+        self.per_user.len() + self.per_channel.len()
     }
 
     /// Checks the user first, so one user's refused flood does not spend the channel's budget.
     pub fn check(&self, user: &str, channel: &str) -> Result<(), RetryIn> {
         self.per_user.check(&user.to_string())?;
         self.per_channel.check(&channel.to_string())
-    }
-
-    /// Starts pruning both maps every `every`.
-    pub fn spawn_pruners(&self, every: Duration) -> [tokio::task::JoinHandle<()>; 2] {
-        [
-            self.per_user.spawn_pruner(every),
-            self.per_channel.spawn_pruner(every),
-        ]
     }
 }
 
@@ -159,8 +146,8 @@ mod tests {
         assert_eq!(users.len(), 0);
     }
 
-    #[tokio::test]
-    async fn inbound_questions_are_limited_per_user_and_per_channel() {
+    #[test]
+    fn inbound_questions_are_limited_per_user_and_per_channel() {
         let one = NonZeroU32::new(1).unwrap();
         let inbound = InboundLimiter::new(one, NonZeroU32::new(2).unwrap());
         assert!(inbound.check("alice", "#general").is_ok());
@@ -171,14 +158,26 @@ mod tests {
             inbound.check("carol", "#general").is_err(),
             "the channel's budget is spent"
         );
-        // The pruners stop by themselves once the limiter is gone.
-        let handles = inbound.spawn_pruners(Duration::from_millis(5));
-        drop(inbound);
-        for handle in handles {
-            tokio::time::timeout(Duration::from_secs(1), handle)
-                .await
-                .unwrap()
-                .unwrap();
+    }
+
+    #[test]
+    fn keys_seen_once_do_not_pile_up() {
+        // One question in each of 20,000 fresh channels, a second apart: before pruning
+        // every few checks, the map held all 20,000 keys for as long as lore ran.
+        let clock = FakeRelativeClock::default();
+        let channels: KeyedLimiter<String, _> = KeyedLimiter::with_clock(
+            NonZeroU32::new(30).unwrap(),
+            NonZeroU32::new(30).unwrap(),
+            clock.clone(),
+        );
+        for i in 0..20_000 {
+            assert!(channels.check(&format!("channel-{i}")).is_ok());
+            clock.advance(Duration::from_secs(1));
         }
+        assert!(
+            channels.len() <= PRUNE_EVERY as usize,
+            "{} keys remembered",
+            channels.len()
+        );
     }
 }

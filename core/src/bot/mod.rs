@@ -171,6 +171,11 @@ impl Core {
         (permit, Some(queued))
     }
 
+    /// Keys the inbound question limits remember now (users and channels seen lately).
+    pub fn rate_limit_keys(&self) -> usize {
+        self.limiter.as_ref().map_or(0, InboundLimiter::len)
+    }
+
     /// The inbound question limits: `user` (unique within the key's platform) and the
     /// conversation each have a budget per minute. Every surface asks here first.
     pub fn admit(&self, user: &str, key: &memory::ConversationKey) -> Result<(), BotError> {
