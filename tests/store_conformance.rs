@@ -711,6 +711,27 @@ async fn another_tenants_volume_does_not_move_scores(h: &mut Harness) {
     }
 }
 
+/// The embedded store remembers IDF counts between writes (issue 16: counting was most of
+/// a BM25 query's cost). A tenant's own writes and deletes must still move its scores at
+/// once, commit or not.
+async fn a_tenants_own_writes_move_its_scores_at_once(h: &mut Harness) {
+    let store = h.open().await;
+    store.upsert(bravo_chunks()).await.unwrap();
+    store.commit().await.unwrap();
+    let scope = TenantScope::only("bravo");
+    let before = top_sparse_score(store.as_ref(), scope.clone(), "audit").await;
+    // "audit" in 20 more chunks: a commoner word weighs less.
+    let more: Vec<StoredChunk> = (0..20)
+        .map(|i| stored("bravo", "audits.md", i, "Audit log.", [0.0, 0.0, 1.0, 0.0]))
+        .collect();
+    store.upsert(more).await.unwrap();
+    let common = top_sparse_score(store.as_ref(), scope.clone(), "audit").await;
+    assert!(common < before - 1e-3, "{before} -> {common}");
+    assert_eq!(store.delete_source("bravo", "audits.md").await.unwrap(), 20);
+    let after = top_sparse_score(store.as_ref(), scope, "audit").await;
+    assert!((after - before).abs() < 1e-6, "{before} -> {after}");
+}
+
 /// Issue 16's aimed attack: tenant alpha stores a term whose keyed BM25 dimension is the one
 /// bravo's "audit" has (term ids are XORed with a tenant key, so alpha picks the id
 /// that lands there), in as many chunks as it likes. Bravo's score must not move, so alpha
@@ -806,6 +827,7 @@ conformance!(
     survives_a_restart,
     another_tenants_volume_does_not_move_scores,
     colliding_terms_of_another_tenant_do_not_move_scores,
+    a_tenants_own_writes_move_its_scores_at_once,
 );
 
 // ---- both backends give the same answers ------------------------------------------------

@@ -22,6 +22,7 @@ use std::sync::{Arc, RwLock};
 use qdrant_edge::{EdgeShard, OperationError};
 
 use super::schema::FORMAT;
+use super::scope_idf::DocumentFrequencies;
 use super::{StoreError, StoreErrorKind};
 use layout::{DEFAULT_SEARCH_EF, create_payload_indexes, edge_config, hnsw_layout};
 use manifest::{MANIFEST, Manifest, describe, write_manifest};
@@ -41,6 +42,8 @@ pub struct EmbeddedStore {
     shard: Arc<RwLock<EdgeShard>>,
     /// HNSW beam width for dense queries.
     search_ef: usize,
+    /// BM25's IDF counts since the last write; every write clears them ([`Self::exclusive`]).
+    document_frequencies: Arc<DocumentFrequencies>,
     /// The directory lock; released when the store is dropped.
     _lock: File,
     /// The data dir's lock when opened as lore opens it ([`Self::open_in_data_dir`]).
@@ -134,6 +137,7 @@ impl EmbeddedStore {
             dense_dimension: dense.map(|d| d.1),
             shard: Arc::new(RwLock::new(shard)),
             search_ef: DEFAULT_SEARCH_EF,
+            document_frequencies: Arc::default(),
             _lock: lock,
             _data_dir: None,
         })
@@ -187,15 +191,20 @@ impl EmbeddedStore {
         .await
     }
 
-    /// Runs `f` on a blocking thread with exclusive access to the shard.
+    /// Runs `f` on a blocking thread with exclusive access to the shard. Whatever `f` did
+    /// (or half did, when it failed), the remembered IDF counts are forgotten before searches
+    /// may run again.
     async fn exclusive<T: Send + 'static>(
         &self,
         f: impl FnOnce(&EdgeShard) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let shard = self.shard.clone();
+        let counts = self.document_frequencies.clone();
         tokio::task::spawn_blocking(move || {
             let guard = shard.write().map_err(|_| poisoned())?;
-            f(&guard)
+            let result = f(&guard);
+            counts.clear();
+            result
         })
         .await?
     }

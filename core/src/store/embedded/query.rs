@@ -12,7 +12,7 @@ use qdrant_edge::{
 use super::engine_error;
 use super::points::{scored_hit, to_hit};
 use crate::store::schema::{DENSE, SOURCE, SPARSE, TENANT};
-use crate::store::scope_idf::{BM25_TERMS, document_frequency_probes, weighted_scope_query};
+use crate::store::scope_idf::{BM25_TERMS, DocumentFrequencies, weighted_scope_query};
 use crate::store::{Hit, SearchRequest, SparseVector, StoreError, StoreQuery, TenantScope};
 
 fn keyword(field: &str, value: &str) -> Condition {
@@ -45,28 +45,34 @@ fn term_filter(tenants: &[String], hashes: Vec<i64>) -> Filter {
     filter
 }
 
+/// What a search reads: the shard, and the IDF counts remembered since its last write.
+#[derive(Clone, Copy)]
+pub(super) struct ShardView<'a> {
+    pub shard: &'a EdgeShard,
+    pub counts: &'a DocumentFrequencies,
+}
+
 /// The BM25 query for a scope, weighted by the IDF counted in the scope alone.
 fn weighted_query(
-    shard: &EdgeShard,
+    view: ShardView<'_>,
     scope: &TenantScope,
     query: &SparseVector,
 ) -> Result<SparseVector, StoreError> {
     if query.indices.is_empty() {
         return Ok(SparseVector::default());
     }
-    let count = |filter| {
-        shard
+    let (chunks, dfs) = view.counts.counted(scope, query, |hashes| {
+        let filter = match hashes {
+            None => tenant_filter(scope.tenants()),
+            Some(hashes) => term_filter(scope.tenants(), hashes),
+        };
+        view.shard
             .count(CountRequest {
                 filter: Some(filter),
                 exact: true,
             })
             .map_err(engine_error)
-    };
-    let chunks = count(tenant_filter(scope.tenants()))?;
-    let dfs = document_frequency_probes(scope, query)
-        .into_iter()
-        .map(|hashes| count(term_filter(scope.tenants(), hashes)))
-        .collect::<Result<Vec<_>, _>>()?;
+    })?;
     Ok(weighted_scope_query(scope, query, chunks, &dfs))
 }
 
@@ -147,7 +153,7 @@ enum Side<'a> {
 /// cannot cross from one tenant's graph into another's. BM25 is one query carrying every
 /// tenant's keyed terms weighted by the scope's IDF ([`weighted_query`]), as on the server.
 fn side_query(
-    shard: &EdgeShard,
+    view: ShardView<'_>,
     scope: &TenantScope,
     side: Side<'_>,
     limit: usize,
@@ -164,11 +170,11 @@ fn side_query(
             with_payload,
             with_vectors,
         );
-        shard.query(request).map_err(engine_error)
+        view.shard.query(request).map_err(engine_error)
     };
     match side {
         Side::Sparse(v) => {
-            let terms = weighted_query(shard, scope, v)?;
+            let terms = weighted_query(view, scope, v)?;
             let vector = VectorInternal::Sparse(qdrant_edge::SparseVector {
                 indices: terms.indices,
                 values: terms.values,
@@ -192,14 +198,14 @@ fn side_query(
 
 /// Runs a search request against the shard.
 pub(super) fn run_search(
-    shard: &EdgeShard,
+    view: ShardView<'_>,
     request: SearchRequest,
     search_ef: usize,
 ) -> Result<Vec<Hit>, StoreError> {
     let scope = &request.scope;
     let (limit, with_vectors) = (request.limit, request.with_vectors);
     let single = |side| {
-        side_query(shard, scope, side, limit, search_ef, true, with_vectors)?
+        side_query(view, scope, side, limit, search_ef, true, with_vectors)?
             .into_iter()
             .map(scored_hit)
             .collect()
@@ -214,14 +220,15 @@ pub(super) fn run_search(
         } => {
             let depth = request.candidates.max(limit);
             let ids = |side| -> Result<Vec<PointId>, StoreError> {
-                let points = side_query(shard, scope, side, depth, search_ef, false, false)?;
+                let points = side_query(view, scope, side, depth, search_ef, false, false)?;
                 Ok(points.into_iter().map(|p| p.id).collect())
             };
             let (dense_ids, sparse_ids) =
                 rayon::join(|| ids(Side::Dense(dense)), || ids(Side::Sparse(sparse)));
             let fused = fuse_rrf(&[dense_ids?, sparse_ids?], *rrf_k, limit);
             let wanted: Vec<PointId> = fused.iter().map(|(id, _)| *id).collect();
-            let records = shard
+            let records = view
+                .shard
                 .retrieve(
                     &wanted,
                     Some(WithPayloadInterface::Bool(true)),
