@@ -34,15 +34,14 @@ pub(super) fn tenant_filter(tenants: &[String]) -> Filter {
     }
 }
 
-/// The scope's chunks holding any of `hashes` in [`BM25_TERMS`].
-fn term_filter(tenants: &[String], hashes: Vec<i64>) -> Filter {
-    let mut filter = tenant_filter(tenants);
-    let holds = Condition::Field(FieldCondition::new_match(
+/// The chunks holding any of `hashes` in [`BM25_TERMS`]. The hashes are keyed by tenant
+/// (64 bits of SHA-256), so they name the scope's chunks alone without a tenant condition,
+/// and the count is a lookup in the term index instead of a walk over the tenant's chunks.
+fn term_filter(hashes: Vec<i64>) -> Filter {
+    Filter::new_must(Condition::Field(FieldCondition::new_match(
         BM25_TERMS.try_into().expect("valid field name"),
         Match::new_any(AnyVariants::Integers(hashes.into_iter().collect())),
-    ));
-    filter.must.get_or_insert_with(Vec::new).push(holds);
-    filter
+    )))
 }
 
 /// What a search reads: the shard, and the IDF counts remembered since its last write.
@@ -64,7 +63,7 @@ fn weighted_query(
     let (chunks, dfs) = view.counts.counted(scope, query, |hashes| {
         let filter = match hashes {
             None => tenant_filter(scope.tenants()),
-            Some(hashes) => term_filter(scope.tenants(), hashes),
+            Some(hashes) => term_filter(hashes),
         };
         view.shard
             .count(CountRequest {
