@@ -106,7 +106,7 @@ impl InboundLimiter {
     }
 
     /// Users and channels remembered now.
-    pub fn len(&self) -> usize {
+    pub fn keys(&self) -> usize {
         self.per_user.len() + self.per_channel.len()
     }
 

@@ -173,7 +173,7 @@ impl Core {
 
     /// Keys the inbound question limits remember now (users and channels seen lately).
     pub fn rate_limit_keys(&self) -> usize {
-        self.limiter.as_ref().map_or(0, InboundLimiter::len)
+        self.limiter.as_ref().map_or(0, InboundLimiter::keys)
     }
 
     /// The inbound question limits: `user` (unique within the key's platform) and the
