@@ -54,7 +54,10 @@ for c in "${cases[@]}"; do
     read -r secs kib <"$work/time"
     said=$(grep -v '^\s*$' "$work/out" | tail -n 3 | tr '\n' '|' | cut -c1-200)
     printf '%-13s %-6s %9s %10s  %s\n' "$c" "$code" "$secs" "$((kib / 1024))" "$said"
-    if "$lore" --data-dir "$data" search "partly oxidised" 2>/dev/null | grep -q "good.md"; then
+    # Captured first: `grep -q` stops reading at the first match, and under pipefail the
+    # search's broken pipe would read as a miss.
+    found=$("$lore" --data-dir "$data" search "partly oxidised" 2>/dev/null || true)
+    if grep -q "good.md" <<<"$found"; then
         echo "              good file stored"
     else
         echo "              GOOD FILE MISSING"
