@@ -288,3 +288,47 @@ async fn answers_are_scored_and_a_garbage_judge_reply_fails_only_its_case() {
     // CMRC is not multiple choice, even where an answer is an acronym.
     assert!(a["choice"].is_null());
 }
+
+/// `lore eval attribution` on a page-based set (the tutorial's format, 0-based pages):
+/// answers written from a page are supported by it and not by another case's page.
+#[test]
+fn attribution_tells_an_answers_own_page_from_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let qa = dir.path().join("pages.json");
+    let set = serde_json::json!([
+        {"query": "什么是过拟合？", "page_num": 4,
+         "answer": "学习器把训练样本自身的特点当作所有样本的一般性质，这种现象称为过拟合。"},
+        {"query": "什么是版本空间？", "page_num": 3,
+         "answer": "与训练集一致的假设集合称为版本空间。"},
+        {"query": "线性回归学什么？", "page_num": 6,
+         "answer": "线性回归试图学得一个线性模型，以尽可能准确地预测实值输出标记。"},
+    ]);
+    std::fs::write(&qa, set.to_string()).unwrap();
+    let book = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/cjk_book.pdf");
+    let out = ok(lore(&[
+        "eval",
+        "attribution",
+        "--qa",
+        qa.to_str().unwrap(),
+        "--corpus",
+        book,
+        "--page-base",
+        "0",
+        "--json",
+    ]));
+    let result: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(result["cases"], 3, "{result}");
+    assert_eq!(result["judged"], 3, "{result}");
+    let row = result["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| (r["threshold"].as_f64().unwrap() - 0.6).abs() < 1e-6)
+        .unwrap();
+    assert_eq!(row["supported_by_gold"], 1.0, "{result}");
+    assert_eq!(row["supported_by_other"], 0.0, "{result}");
+    // Without the book the pages are unknown: a clear error, not an empty table.
+    let out = lore(&["eval", "attribution", "--qa", qa.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--corpus"));
+}

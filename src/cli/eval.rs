@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use lore_core::embed::EmbeddingProvider;
-use lore_core::eval::{self, answers, generate, report, retrieval, scope, sweep};
+use lore_core::eval::{self, answers, attribution, generate, report, retrieval, scope, sweep};
 use lore_core::retrieve::{Fusion, SearchMode};
 
 use crate::progress::TerminalProgress;
@@ -30,6 +30,9 @@ pub enum EvalAction {
     Generate(GenerateArgs),
     /// Answered rates of questions the knowledge base can and cannot answer.
     Scope(ScopeArgs),
+    /// Attribution's support threshold: reference answers against their gold passage and
+    /// against another case's passage.
+    Attribution(AttributionArgs),
     /// Two runs side by side, with the cases that changed.
     Compare {
         /// Run folder (or its results.json).
@@ -137,6 +140,26 @@ pub struct ScopeArgs {
     #[arg(long, value_name = "DIR")]
     pub store: Option<PathBuf>,
     /// Print the result as one JSON object on stdout instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `lore eval attribution`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AttributionArgs {
+    /// Validation set with reference answers (the formats of --qa above).
+    #[arg(long, value_name = "FILE")]
+    pub qa: PathBuf,
+    /// The documents holding a page-based set's gold pages.
+    #[arg(long, value_name = "PATH", num_args = 1..)]
+    pub corpus: Vec<PathBuf>,
+    /// Number the set gives the first page (the tutorial's PyMuPDF pages start at 0).
+    #[arg(long, default_value_t = 1)]
+    pub page_base: u32,
+    /// Only the first N questions.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
 }
@@ -269,6 +292,20 @@ pub async fn run(command: EvalCommand, settings: Settings, tenant: &str) -> Resu
                 println!("{}", serde_json::to_string(&result)?);
             } else {
                 print!("{}", scope::summary_markdown(&result));
+            }
+        }
+        EvalAction::Attribution(args) => {
+            let run = attribution::AttributionArgs {
+                qa: args.qa,
+                corpus: args.corpus,
+                page_base: args.page_base,
+                limit: args.limit,
+            };
+            let result = attribution::run(&run).await?;
+            if args.json {
+                println!("{}", serde_json::to_string(&result)?);
+            } else {
+                print!("{}", attribution::summary_markdown(&result));
             }
         }
         EvalAction::Compare { a, b } => {

@@ -305,9 +305,15 @@ impl<'a> Attributor<'a> {
             return String::new();
         }
         let mut text = self.render(&parts, &kept, &added);
+        // Chinese runs sentences together without spaces; the mark then needs one after it,
+        // or it reads as part of the next sentence.
+        let mut after_mark = "";
         if !supported {
             text.push(' ');
             text.push_str(NOT_FOUND_MARK);
+            if super::is_cjk(&plain) {
+                after_mark = " ";
+            }
         }
         let citations = kept.iter().chain(&added).map(|n| self.number(*n)).collect();
         // A supported sentence scores by the sources it cites, another by its best one.
@@ -325,7 +331,7 @@ impl<'a> Attributor<'a> {
             support,
             supported: Some(supported),
         });
-        text
+        text + after_mark
     }
 
     /// The sentence with the markers in `keep` renumbered in place, the others removed, and

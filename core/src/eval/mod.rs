@@ -2,6 +2,7 @@
 //! in a store of its own, and write a report folder per run.
 
 pub mod answers;
+pub mod attribution;
 pub mod chart;
 pub mod dataset;
 #[cfg(test)]

@@ -93,9 +93,24 @@ fn a_sentence_no_passage_supports_is_marked_or_dropped() {
     assert_eq!(shown.trim_end(), "Oolong comes from Fujian and Taiwan [1].");
     // A marker on an unsupported sentence goes too.
     let (shown, a) = attribute("月球表面覆盖着玄武岩 [1]。", &[OOLONG], Unsupported::Mark);
-    assert_eq!(shown, format!("月球表面覆盖着玄武岩。 {NOT_FOUND_MARK}"));
+    assert_eq!(shown, format!("月球表面覆盖着玄武岩。 {NOT_FOUND_MARK} "));
     assert!(a.order().is_empty());
     assert_eq!(a.grounding(), 0.0);
+}
+
+#[test]
+fn the_mark_stands_apart_from_the_next_chinese_sentence() {
+    let (shown, a) = attribute(
+        "月球表面覆盖着玄武岩。乌龙茶主要产自福建和台湾。",
+        &[OOLONG],
+        Unsupported::Mark,
+    );
+    assert_eq!(
+        shown,
+        format!("月球表面覆盖着玄武岩。 {NOT_FOUND_MARK} 乌龙茶主要产自福建和台湾[1]。")
+    );
+    // The space is between sentences, not part of one.
+    assert!(a.sentences()[0].text.ends_with(NOT_FOUND_MARK));
 }
 
 #[test]
@@ -120,7 +135,7 @@ fn one_shared_word_is_not_support() {
     );
     assert_eq!(
         shown,
-        format!("龙井和碧螺春 [1]。普洱茶产自云南。 {NOT_FOUND_MARK}"),
+        format!("龙井和碧螺春 [1]。普洱茶产自云南。 {NOT_FOUND_MARK} "),
         "{:?}",
         a.sentences()
     );
