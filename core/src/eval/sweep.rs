@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use super::results::{IndexConfig, RunResult};
+use super::results::{IndexConfig, RunConfig, RunResult};
 use super::{EvalError, SweepArgs, chart, report, retrieval};
 use crate::kb::KnowledgeBaseSettings;
 use crate::progress::Progress;
@@ -169,7 +169,7 @@ fn row(r: &RunResult, ks: &[usize]) -> String {
         c.embedder_id.as_deref().unwrap_or("none"),
         c.index.chunk_size,
         c.index.chunk_overlap,
-        mode_name(c.effective_mode),
+        search_label(c),
         recalls.join(" | "),
         r.mrr,
         r.ndcg10,
@@ -182,6 +182,21 @@ fn mode_name(mode: SearchMode) -> String {
     format!("{mode:?}").to_lowercase()
 }
 
+/// The mode with the query-time knobs a sweep varies, where they apply, so cells that
+/// differ only in them tell apart: "hybrid standardised-0.5", "sparse whole-question".
+fn search_label(c: &RunConfig) -> String {
+    let mut label = mode_name(c.effective_mode);
+    if let Some(q) = &c.query {
+        if c.effective_mode == SearchMode::Hybrid {
+            let _ = write!(label, " {}-{}", q.fusion, q.dense_weight);
+        }
+        if !q.cut_instructions && c.effective_mode != SearchMode::Dense {
+            label.push_str(" whole-question");
+        }
+    }
+    label
+}
+
 /// The full table, then recall@5 (or the largest k below it) by chunk size × mode, as the
 /// tutorial's recall-by-chunk-size table reads.
 pub fn table_markdown(sweep: &Sweep) -> String {
@@ -191,7 +206,7 @@ pub fn table_markdown(sweep: &Sweep) -> String {
     let header: Vec<String> = ks.iter().map(|k| format!("R@{k}")).collect();
     let _ = writeln!(
         md,
-        "| embedder | chunk | overlap | mode | {} | MRR | nDCG@10 | chunks | ingest s |",
+        "| embedder | chunk | overlap | search | {} | MRR | nDCG@10 | chunks | ingest s |",
         header.join(" | ")
     );
     let _ = writeln!(
@@ -211,7 +226,7 @@ pub fn table_markdown(sweep: &Sweep) -> String {
     let mut modes: Vec<String> = Vec::new();
     let mut indexes: Vec<(String, usize, usize)> = Vec::new();
     for c in &sweep.cells {
-        let m = mode_name(c.config.effective_mode);
+        let m = search_label(&c.config);
         if !modes.contains(&m) {
             modes.push(m);
         }
@@ -224,7 +239,7 @@ pub fn table_markdown(sweep: &Sweep) -> String {
             indexes.push(key);
         }
     }
-    let _ = writeln!(md, "\n## recall@{pivot_k} by chunking and mode\n");
+    let _ = writeln!(md, "\n## recall@{pivot_k} by chunking and search\n");
     let _ = writeln!(md, "| embedder | chunk | overlap | {} |", modes.join(" | "));
     let _ = writeln!(md, "|---|---|---|{}", "---|".repeat(modes.len()));
     for (embedder, size, overlap) in &indexes {
@@ -238,7 +253,7 @@ pub fn table_markdown(sweep: &Sweep) -> String {
                         c.config.embedder_id.as_deref().unwrap_or("none") == embedder
                             && c.config.index.chunk_size == *size
                             && c.config.index.chunk_overlap == *overlap
-                            && mode_name(c.config.effective_mode) == *m
+                            && search_label(&c.config) == *m
                     })
                     .and_then(|c| c.recall_at(pivot_k))
                     .map_or("–".into(), |v| format!("{v:.3}"))
@@ -254,4 +269,35 @@ pub fn table_markdown(sweep: &Sweep) -> String {
         let _ = writeln!(md, "\nskipped: {s}");
     }
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(mode: &str, fusion: &str, weight: f32, cut: bool) -> RunConfig {
+        serde_json::from_value(serde_json::json!({
+            "label": "x", "qa": "qa.json", "corpus": [], "store": null,
+            "index": {"chunk_size": 150, "chunk_overlap": 15, "embedder": "local"},
+            "embedder_id": "e5", "mode": mode, "effective_mode": mode, "ks": [5],
+            "chunks": 1, "ingest_seconds": 0.0, "search_seconds": 0.0,
+            "query": {"fusion": fusion, "dense_weight": weight, "cut_instructions": cut},
+        }))
+        .expect("a run config")
+    }
+
+    #[test]
+    fn cells_that_differ_in_query_knobs_are_labelled_apart() {
+        assert_eq!(
+            search_label(&config("hybrid", "standardised", 0.5, true)),
+            "hybrid standardised-0.5"
+        );
+        assert_eq!(
+            search_label(&config("hybrid", "rrf", 0.7, false)),
+            "hybrid rrf-0.7 whole-question"
+        );
+        // Fusion and weight mean nothing to one side alone.
+        assert_eq!(search_label(&config("sparse", "rrf", 0.7, true)), "sparse");
+        assert_eq!(search_label(&config("dense", "rrf", 0.7, false)), "dense");
+    }
 }
