@@ -19,13 +19,16 @@ pub fn document_frequency_probes(scope: &TenantScope, query: &SparseVector) -> V
     query
         .indices
         .iter()
-        .map(|&term| {
-            scope
-                .tenants()
-                .iter()
-                .map(|tenant| term_hash(tenant, term))
-                .collect()
-        })
+        .map(|&term| term_probe(scope, term))
+        .collect()
+}
+
+/// One term's hashes in the scope's tenants.
+fn term_probe(scope: &TenantScope, term: u32) -> Vec<i64> {
+    scope
+        .tenants()
+        .iter()
+        .map(|tenant| term_hash(tenant, term))
         .collect()
 }
 
@@ -84,21 +87,23 @@ impl DocumentFrequencies {
                 .collect();
             (chunks, dfs)
         };
+        let known_chunks = chunks.is_some();
         let chunks = match chunks {
             Some(chunks) => chunks,
             None => count(None)?,
         };
+        // Hashes are made only for the terms counted now: a remembered term costs nothing.
         let mut fresh = Vec::new();
-        for ((df, &term), hashes) in dfs
-            .iter_mut()
-            .zip(&query.indices)
-            .zip(document_frequency_probes(scope, query))
-        {
+        for (df, &term) in dfs.iter_mut().zip(&query.indices) {
             if df.is_none() {
-                let counted = count(Some(hashes))?;
+                let counted = count(Some(term_probe(scope, term)))?;
                 *df = Some(counted);
                 fresh.push((term, counted));
             }
+        }
+        let dfs = dfs.into_iter().flatten().collect();
+        if known_chunks && fresh.is_empty() {
+            return Ok((chunks, dfs));
         }
         let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
         if cached.terms + fresh.len() > MAX_CACHED_TERMS {
@@ -108,7 +113,7 @@ impl DocumentFrequencies {
         let scope_counts = cached.scopes.entry(key).or_default();
         scope_counts.chunks = Some(chunks);
         scope_counts.dfs.extend(fresh);
-        Ok((chunks, dfs.into_iter().flatten().collect()))
+        Ok((chunks, dfs))
     }
 }
 
