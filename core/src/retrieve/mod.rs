@@ -284,10 +284,9 @@ impl Retriever {
                 (hits, passages)
             }
         };
-        let (best_dense, best_coverage) =
-            self.evidence_figures(&sparse.indices, dense.as_deref(), &hits);
-        let evidence = best_dense.is_some_and(|d| d >= self.settings.min_dense_score)
-            || best_coverage >= self.settings.min_term_coverage;
+        let gate = EvidenceFigures::of(&self.settings, &sparse.indices, dense.as_deref(), &hits);
+        let evidence = gate.clears(&self.settings);
+        let (best_dense, best_coverage) = (gate.best_dense, gate.best_coverage);
         Ok(Retrieval {
             hits,
             passages,
@@ -346,29 +345,53 @@ impl Retriever {
             })
             .unzip()
     }
+}
 
-    /// What the evidence gate weighs: the best dense cosine of a hit to the question, and
-    /// the best share of the question's BM25 terms a hit holds. There is evidence when the
-    /// first reaches `min_dense_score` or the second `min_term_coverage`.
-    fn evidence_figures(
-        &self,
+/// What the evidence gate weighs: the best dense cosine of a hit to the question, the best
+/// share of the question's BM25 terms a hit holds, and whether one hit comes near on both
+/// (`near_dense_score` and `near_term_coverage`).
+struct EvidenceFigures {
+    best_dense: Option<f32>,
+    best_coverage: f32,
+    near_on_both: bool,
+}
+
+impl EvidenceFigures {
+    fn of(
+        settings: &RetrievalSettings,
         query_terms: &[u32],
         dense: Option<&[f32]>,
         hits: &[Hit],
-    ) -> (Option<f32>, f32) {
+    ) -> Self {
         let terms: HashSet<u32> = query_terms.iter().copied().collect();
-        let best_dense = hits
-            .iter()
-            .filter_map(|hit| match (dense, hit.dense.as_deref()) {
+        let mut figures = Self {
+            best_dense: None,
+            best_coverage: 0.0,
+            near_on_both: false,
+        };
+        for hit in hits {
+            let cosine = match (dense, hit.dense.as_deref()) {
                 (Some(q), Some(d)) => Some(mmr::cosine(q, d)),
                 _ => None,
-            })
-            .reduce(f32::max);
-        let best_coverage = hits
-            .iter()
-            .map(|hit| term_coverage(&terms, hit))
-            .fold(0.0, f32::max);
-        (best_dense, best_coverage)
+            };
+            let coverage = term_coverage(&terms, hit);
+            if let Some(c) = cosine {
+                figures.best_dense = Some(figures.best_dense.map_or(c, |b| b.max(c)));
+            }
+            figures.best_coverage = figures.best_coverage.max(coverage);
+            figures.near_on_both |= cosine.is_some_and(|c| c >= settings.near_dense_score)
+                && coverage >= settings.near_term_coverage;
+        }
+        figures
+    }
+
+    /// There is evidence when the best cosine reaches `min_dense_score`, the best coverage
+    /// `min_term_coverage`, or one hit comes near on both.
+    fn clears(&self, settings: &RetrievalSettings) -> bool {
+        self.best_dense
+            .is_some_and(|d| d >= settings.min_dense_score)
+            || self.best_coverage >= settings.min_term_coverage
+            || self.near_on_both
     }
 }
 
@@ -386,4 +409,62 @@ fn term_coverage(terms: &HashSet<u32>, hit: &Hit) -> f32 {
         return 0.0;
     }
     found as f32 / terms.len() as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Chunk;
+
+    /// A hit whose dense vector has cosine `cosine` with the query [1, 0] and whose BM25
+    /// terms are `terms`.
+    fn hit(cosine: f32, terms: &[u32]) -> Hit {
+        Hit {
+            score: cosine,
+            chunk: Chunk {
+                tenant: "t".into(),
+                source: "notes.md".into(),
+                index: 0,
+                text: String::new(),
+                page: None,
+                heading: None,
+                timestamp: None,
+                title: None,
+                start: 0,
+                end: 0,
+                source_hash: String::new(),
+            },
+            dense: Some(vec![cosine, (1.0 - cosine * cosine).sqrt()]),
+            sparse: Some(SparseVector {
+                indices: terms.to_vec(),
+                values: vec![1.0; terms.len()],
+            }),
+        }
+    }
+
+    #[test]
+    fn one_passage_near_on_both_counts_is_evidence_and_either_alone_is_not() {
+        let settings: RetrievalSettings = crate::test_defaults::section("retrieval");
+        let query = [1.0, 0.0];
+        // Six question terms, two in the passage: a third, below min_term_coverage.
+        let terms = [1, 2, 3, 4, 5, 6];
+        let gate = |hits: &[Hit]| EvidenceFigures::of(&settings, &terms, Some(&query), hits);
+        let near = settings.near_dense_score + 0.005;
+        let far = settings.near_dense_score - 0.005;
+        assert!(near < settings.min_dense_score);
+        assert!(gate(&[hit(near, &[1, 2])]).clears(&settings));
+        assert!(
+            !gate(&[hit(near, &[1])]).clears(&settings),
+            "one shared word"
+        );
+        assert!(
+            !gate(&[hit(far, &[1, 2])]).clears(&settings),
+            "not near in meaning"
+        );
+        // Each count near in a different passage is not one passage near on both.
+        assert!(!gate(&[hit(near, &[]), hit(far, &[1, 2])]).clears(&settings));
+        // Either strong signal alone still clears.
+        assert!(gate(&[hit(settings.min_dense_score + 0.001, &[])]).clears(&settings));
+        assert!(gate(&[hit(0.0, &[1, 2, 3])]).clears(&settings));
+    }
 }

@@ -36,6 +36,8 @@ pub struct RetrievalSettings {
     pub mmr_lambda: f32,
     pub min_dense_score: f32,
     pub min_term_coverage: f32,
+    pub near_dense_score: f32,
+    pub near_term_coverage: f32,
     pub rank_by: RankUnit,
     pub fusion: Fusion,
     pub dense_weight: f32,
@@ -62,17 +64,20 @@ impl RetrievalSettings {
         for (key, value) in [
             ("mmr_lambda", self.mmr_lambda),
             ("min_term_coverage", self.min_term_coverage),
+            ("near_term_coverage", self.near_term_coverage),
             ("dense_weight", self.dense_weight),
         ] {
             if !(0.0..=1.0).contains(&value) {
                 return Err(bad(key, format!("{value} is outside 0..=1")));
             }
         }
-        if !(-1.0..=1.0).contains(&self.min_dense_score) {
-            return Err(bad(
-                "min_dense_score",
-                format!("{} is outside -1..=1 (a cosine)", self.min_dense_score),
-            ));
+        for (key, value) in [
+            ("min_dense_score", self.min_dense_score),
+            ("near_dense_score", self.near_dense_score),
+        ] {
+            if !(-1.0..=1.0).contains(&value) {
+                return Err(bad(key, format!("{value} is outside -1..=1 (a cosine)")));
+            }
         }
         Ok(())
     }
