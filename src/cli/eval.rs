@@ -121,6 +121,10 @@ pub struct SweepArgs {
     /// (default: retrieval.cut_instructions).
     #[arg(long, value_delimiter = ',')]
     pub cut_instructions: Vec<bool>,
+    /// Weights of a numbered reference's word (式(13.6)) in BM25 to compare
+    /// (default: retrieval.reference_weight).
+    #[arg(long, value_delimiter = ',')]
+    pub reference_weights: Vec<f32>,
 }
 
 /// `lore eval scope`.
@@ -220,6 +224,7 @@ impl From<SweepArgs> for eval::SweepArgs {
             fusions: a.fusions,
             dense_weights: a.dense_weights,
             cut_instructions: a.cut_instructions,
+            reference_weights: a.reference_weights,
         }
     }
 }

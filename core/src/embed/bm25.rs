@@ -35,7 +35,9 @@ impl Bm25Encoder {
 
     /// Term-frequency weights of a stored chunk.
     pub fn document(&self, text: &str) -> SparseVector {
-        let v = self.model.embed_document(&with_reference_terms(text));
+        let v = self
+            .model
+            .embed_document(&with_reference_terms(text, References::AddWhole));
         SparseVector {
             indices: v.indices,
             values: v.values,
@@ -44,64 +46,121 @@ impl Bm25Encoder {
 
     /// Unit weights of a query's terms (the store applies IDF).
     pub fn query(&self, text: &str) -> SparseVector {
-        let v = self.model.embed_query(&with_reference_terms(text));
-        SparseVector {
+        self.query_weighted(text, 1.0)
+    }
+
+    /// [`query`](Self::query) with the word of each numbered reference weighing
+    /// `reference_weight`: a question that names 式(13.6) asks about one place in a book,
+    /// and its other words ("推导", "含义") are on every page of derivations.
+    pub fn query_weighted(&self, text: &str, reference_weight: f32) -> SparseVector {
+        let v = self
+            .model
+            .embed_query(&with_reference_terms(text, References::OnlyWhole));
+        let mut query = SparseVector {
             indices: v.indices,
             values: v.values,
+        };
+        let references = reference_words(text);
+        if !references.is_empty() && reference_weight != 1.0 {
+            let words = self.model.embed_query(&references).indices;
+            for (index, value) in query.indices.iter().zip(&mut query.values) {
+                if words.contains(index) {
+                    *value *= reference_weight;
+                }
+            }
         }
+        query
     }
 }
 
-/// The text with one extra word per numbered reference ("式(13.6)", "5.5.1节", "图 3.2"),
-/// spelled in letters so the tokenizer keeps it whole. The tokenizer splits "13.6" at the
-/// dot into "13" and "6", words on every page of a book; whole, the number names the one
-/// equation, section or figure a question asks about. Its parts stay too, so a store
-/// written before this still matches them.
-fn with_reference_terms(text: &str) -> Cow<'_, str> {
-    let mut extra = String::new();
+/// Numbered references ("式(13.6)", "5.5.1节", "图 3.2") as whole words. The tokenizer splits
+/// "13.6" at the dot into "13" and "6", words on every page of a book; whole, the number
+/// names the one equation, section or figure a question asks about. The word is spelled in
+/// letters ("13.6" → "refbdxg") so the tokenizer keeps it whole.
+#[derive(Clone, Copy, PartialEq)]
+enum References {
+    /// A stored text keeps the parts and gains the whole word, so a query with the parts
+    /// (or one from before this encoding) still matches them.
+    AddWhole,
+    /// A question's reference becomes the whole word alone: its parts would only match
+    /// every other page that mentions a 13 and a 6.
+    OnlyWhole,
+}
+
+fn with_reference_terms(text: &str, how: References) -> Cow<'_, str> {
+    let spans = reference_spans(text);
+    if spans.is_empty() {
+        return Cow::Borrowed(text);
+    }
+    let word = |span: &std::ops::Range<usize>| reference_word(&text[span.clone()]);
+    let mut out = String::with_capacity(text.len() + 12 * spans.len());
+    match how {
+        References::AddWhole => {
+            out.push_str(text);
+            for span in &spans {
+                out.push_str(&word(span));
+            }
+        }
+        References::OnlyWhole => {
+            let mut at = 0;
+            for span in &spans {
+                out.push_str(&text[at..span.start]);
+                out.push_str(&word(span));
+                at = span.end;
+            }
+            out.push_str(&text[at..]);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// The reference words of a text alone.
+fn reference_words(text: &str) -> String {
+    let mut out = String::new();
+    for span in reference_spans(text) {
+        out.push_str(&reference_word(&text[span]));
+    }
+    out
+}
+
+fn reference_word(number: &str) -> String {
+    let letters: String = number
+        .bytes()
+        .map(|b| match b {
+            b'.' => 'x',
+            digit => char::from(b'a' + (digit - b'0')),
+        })
+        .collect();
+    format!(" ref{letters} ")
+}
+
+/// Byte ranges of the numbered references: two to four dot-separated groups of one to three
+/// digits, not part of a longer run of digits and dots (a decimal like 3.14159, a version
+/// like 1.2.3.4.5).
+fn reference_spans(text: &str) -> Vec<std::ops::Range<usize>> {
     let bytes = text.as_bytes();
+    let in_run = |b: u8| b.is_ascii_digit() || b == b'.';
+    let mut spans = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
-        let starts_number = bytes[i].is_ascii_digit()
-            && (i == 0 || !(bytes[i - 1].is_ascii_digit() || bytes[i - 1] == b'.'));
-        if !starts_number {
+        if !bytes[i].is_ascii_digit() || (i > 0 && in_run(bytes[i - 1])) {
             i += 1;
             continue;
         }
         let start = i;
-        let (mut groups, mut digits) = (1, 0);
-        while i < bytes.len() {
-            match bytes[i] {
-                b'0'..=b'9' => digits += 1,
-                b'.' if digits > 0 && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) => {
-                    groups += 1;
-                    digits = 0;
-                }
-                _ => break,
-            }
-            if digits > 3 {
-                break;
-            }
+        while i < bytes.len() && in_run(bytes[i]) {
             i += 1;
         }
-        let ends_clean = !bytes.get(i).is_some_and(|b| b.is_ascii_digit());
-        if (2..=4).contains(&groups) && ends_clean {
-            extra.push_str(" ref");
-            extra.extend(text[start..i].bytes().map(|b| match b {
-                b'.' => 'x',
-                digit => char::from(b'a' + (digit - b'0')),
-            }));
-        }
-        // Skip the rest of a run too long to be a reference (a decimal like 3.14159).
-        while i < bytes.len() && (bytes[i].is_ascii_digit() || bytes[i] == b'.') {
-            i += 1;
+        // A trailing dot ends a sentence, not the number.
+        let end = if bytes[i - 1] == b'.' { i - 1 } else { i };
+        let groups: Vec<&str> = text[start..end].split('.').collect();
+        let well_formed =
+            (2..=4).contains(&groups.len()) && groups.iter().all(|g| (1..=3).contains(&g.len()));
+        if well_formed {
+            spans.push(start..end);
         }
     }
-    if extra.is_empty() {
-        Cow::Borrowed(text)
-    } else {
-        Cow::Owned(format!("{text}{extra}"))
-    }
+    spans
 }
 
 impl Default for Bm25Encoder {
@@ -127,18 +186,23 @@ mod tests {
 
     #[test]
     fn numbered_references_are_whole_words() {
+        use References::{AddWhole, OnlyWhole};
         assert_eq!(
-            with_reference_terms("推导出式(13.6)"),
-            "推导出式(13.6) refbdxg"
+            with_reference_terms("推导出式(13.6)", AddWhole),
+            "推导出式(13.6) refbdxg "
         );
         assert_eq!(
-            with_reference_terms("见5.5.1节和式 2.11"),
-            "见5.5.1节和式 2.11 reffxfxb refcxbb"
+            with_reference_terms("见5.5.1节和式 2.11.", AddWhole),
+            "见5.5.1节和式 2.11. reffxfxb  refcxbb "
+        );
+        assert_eq!(
+            with_reference_terms("推导出式(13.6)的含义", OnlyWhole),
+            "推导出式( refbdxg )的含义"
         );
         // Plain numbers, decimals too long to be references, and version-like runs of
         // five groups add nothing.
-        for plain in ["共 13 页", "π≈3.14159", "1.2.3.4.5", "第2章", ".5"] {
-            assert_eq!(with_reference_terms(plain), plain);
+        for plain in ["共 13 页", "π≈3.14159", "1.2.3.4.5", "第2章", ".5", "2024."] {
+            assert_eq!(with_reference_terms(plain, AddWhole), plain);
         }
         let bm25 = Bm25Encoder::new();
         let page = bm25.document("由式(13.6)可得 w 的更新规则");
@@ -155,6 +219,18 @@ mod tests {
             shared(&page) > shared(&other),
             "the page holding (13.6) shares the reference word; the page with 13 and 6 apart does not"
         );
+        assert_eq!(shared(&other), 0, "the question's 13 and 6 are one word");
+        let weighted = bm25.query_weighted("请推导式(13.6)", 5.0);
+        let reference = bm25.query(" refbdxg ").indices[0];
+        for (index, value) in weighted.indices.iter().zip(&weighted.values) {
+            let unweighted = asked.values[asked.indices.iter().position(|i| i == index).unwrap()];
+            let expected = if *index == reference {
+                5.0 * unweighted
+            } else {
+                unweighted
+            };
+            assert_eq!(*value, expected, "term {index}");
+        }
     }
 
     #[test]

@@ -110,4 +110,6 @@ pub struct SweepArgs {
     pub dense_weights: Vec<f32>,
     /// Whether BM25 reads the question without its instructions (empty: as configured).
     pub cut_instructions: Vec<bool>,
+    /// Weights of a numbered reference's word in BM25 to try (empty: as configured).
+    pub reference_weights: Vec<f32>,
 }

@@ -46,6 +46,9 @@ pub struct QueryKnobs {
     pub fusion: Fusion,
     pub dense_weight: f32,
     pub cut_instructions: bool,
+    /// Absent in runs from before the knob existed (they weighed references as 1).
+    #[serde(default)]
+    pub reference_weight: Option<f32>,
 }
 
 /// One question's outcome.

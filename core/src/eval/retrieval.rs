@@ -295,8 +295,12 @@ pub fn run_config(
 ) -> RunConfig {
     let effective_mode = retriever.effective_mode(Some(mode));
     let knobs = knobs(retriever.settings());
+    let reference = match effective_mode {
+        SearchMode::Dense => String::new(),
+        _ => format!("-ref{}", retriever.settings().reference_weight),
+    };
     let label = format!(
-        "{}/{}/{}/{:?}{}",
+        "{}/{}/{}/{:?}{}{reference}",
         config.chunk_size,
         config.chunk_overlap,
         match &index.kb.embedder {
@@ -339,5 +343,6 @@ pub fn knobs(settings: &RetrievalSettings) -> QueryKnobs {
         fusion: settings.fusion,
         dense_weight: settings.dense_weight,
         cut_instructions: settings.cut_instructions,
+        reference_weight: Some(settings.reference_weight),
     }
 }

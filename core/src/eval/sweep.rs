@@ -47,16 +47,24 @@ fn query_grid(
     } else {
         or_base(&args.cut_instructions, base.cut_instructions)
     };
+    let reference_weights = if mode == SearchMode::Dense {
+        vec![base.reference_weight]
+    } else {
+        or_base(&args.reference_weights, base.reference_weight)
+    };
     let mut grid = Vec::new();
     for &fusion in &fusions {
         for &dense_weight in &weights {
             for &cut_instructions in &cuts {
-                grid.push(RetrievalSettings {
-                    fusion,
-                    dense_weight,
-                    cut_instructions,
-                    ..base.clone()
-                });
+                for &reference_weight in &reference_weights {
+                    grid.push(RetrievalSettings {
+                        fusion,
+                        dense_weight,
+                        cut_instructions,
+                        reference_weight,
+                        ..base.clone()
+                    });
+                }
             }
         }
     }
@@ -193,6 +201,11 @@ fn search_label(c: &RunConfig) -> String {
         if !q.cut_instructions && c.effective_mode != SearchMode::Dense {
             label.push_str(" whole-question");
         }
+        if c.effective_mode != SearchMode::Dense {
+            if let Some(w) = q.reference_weight {
+                let _ = write!(label, " ref×{w}");
+            }
+        }
     }
     label
 }
@@ -296,6 +309,9 @@ mod tests {
             search_label(&config("hybrid", "rrf", 0.7, false)),
             "hybrid rrf-0.7 whole-question"
         );
+        let mut weighted = config("sparse", "rrf", 0.7, true);
+        weighted.query.as_mut().unwrap().reference_weight = Some(5.0);
+        assert_eq!(search_label(&weighted), "sparse ref×5");
         // Fusion and weight mean nothing to one side alone.
         assert_eq!(search_label(&config("sparse", "rrf", 0.7, true)), "sparse");
         assert_eq!(search_label(&config("dense", "rrf", 0.7, false)), "dense");

@@ -207,7 +207,9 @@ impl Retriever {
         } else {
             question.to_owned()
         };
-        let sparse = self.bm25.query(&lexical);
+        let sparse = self
+            .bm25
+            .query_weighted(&lexical, self.settings.reference_weight);
         let dense = match (&self.embedder, mode) {
             (Some(embedder), SearchMode::Dense | SearchMode::Hybrid | SearchMode::Mmr) => {
                 Some(embedder.embed_query(question).await?)

@@ -42,6 +42,7 @@ pub struct RetrievalSettings {
     pub fusion: Fusion,
     pub dense_weight: f32,
     pub cut_instructions: bool,
+    pub reference_weight: f32,
     pub passage_chars: usize,
 }
 
@@ -57,6 +58,12 @@ impl RetrievalSettings {
         }
         if self.passage_chars == 0 {
             return Err(bad("passage_chars", "must be at least 1".into()));
+        }
+        if !(0.0..=100.0).contains(&self.reference_weight) {
+            return Err(bad(
+                "reference_weight",
+                format!("{} is outside 0..=100", self.reference_weight),
+            ));
         }
         if self.rrf_k == 0 {
             return Err(bad("rrf_k", "must be at least 1".into()));
