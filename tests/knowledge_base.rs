@@ -367,3 +367,40 @@ async fn hybrid_search_with_the_local_model_matches_across_languages() {
         assert!(r.hits[0].dense.as_ref().is_some_and(|v| v.len() == 384));
     }
 }
+
+#[tokio::test]
+async fn a_question_naming_an_equation_finds_the_page_that_holds_it() {
+    let docs = tempfile::tempdir().unwrap();
+    // A page of derivations: every word of the question but the equation's number, and
+    // the number's parts (13, 6) apart.
+    let derivations = write(
+        docs.path(),
+        "derivations.md",
+        "# 式(3.11)的推导\n\n式(3.11)的推导思路如下：先推导出凸性，再推导出式(3.11)，最后解释其含义。\
+         第13行与第6行的推导说明了每一步的含义，推导出的式子含义清楚。\n",
+    );
+    let holder = write(
+        docs.path(),
+        "semi_supervised.md",
+        "# 13.2.6 高斯混合的均值\n\n对µi求偏导并令其为零，整理即得式(13.6)。\n",
+    );
+    let question = "请根据以下提供的上下文信息，推导出式(13.6)并解释其含义。";
+    let top = |weight: &'static str| {
+        let (docs, data) = (
+            vec![derivations.clone(), holder.clone()],
+            tempfile::tempdir().unwrap(),
+        );
+        async move {
+            let settings = settings(data.path(), &[("LORE_RETRIEVAL__REFERENCE_WEIGHT", weight)]);
+            let app = App::open(settings.knowledge()).await.unwrap();
+            app.ingestor
+                .ingest(&docs, "t", &lore_core::progress::Quiet)
+                .await
+                .unwrap();
+            top_source(&app, "t", question).await.unwrap()
+        }
+    };
+    assert!(top("5").await.ends_with("semi_supervised.md"));
+    // Weighed like any other word, the reference loses to a page of its question's words.
+    assert!(top("1").await.ends_with("derivations.md"));
+}
