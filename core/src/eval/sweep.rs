@@ -201,10 +201,8 @@ fn search_label(c: &RunConfig) -> String {
         if !q.cut_instructions && c.effective_mode != SearchMode::Dense {
             label.push_str(" whole-question");
         }
-        if c.effective_mode != SearchMode::Dense {
-            if let Some(w) = q.reference_weight {
-                let _ = write!(label, " ref×{w}");
-            }
+        if let (Some(w), false) = (q.reference_weight, c.effective_mode == SearchMode::Dense) {
+            let _ = write!(label, " ref×{w}");
         }
     }
     label
