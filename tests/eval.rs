@@ -92,11 +92,11 @@ fn a_sweep_over_two_chunk_sizes_writes_two_separate_stores() {
         out.path().to_str().unwrap(),
     ]));
     assert!(
-        printed.contains("| none | 100 | 10 | sparse |"),
+        printed.contains("| none | 100 | 10 | sparse ref×5 |"),
         "{printed}"
     );
     assert!(
-        printed.contains("| none | 400 | 40 | sparse |"),
+        printed.contains("| none | 400 | 40 | sparse ref×5 |"),
         "{printed}"
     );
     let sweep: Value =
@@ -130,7 +130,7 @@ fn a_sweep_over_two_chunk_sizes_writes_two_separate_stores() {
     assert!(out.path().join("recall.svg").is_file());
     assert!(
         out.path()
-            .join("cells/100-10-none-sparse/results.json")
+            .join("cells/100-10-none-sparse-ref5/results.json")
             .is_file()
     );
 
@@ -139,11 +139,11 @@ fn a_sweep_over_two_chunk_sizes_writes_two_separate_stores() {
         "eval",
         "compare",
         out.path()
-            .join("cells/100-10-none-sparse")
+            .join("cells/100-10-none-sparse-ref5")
             .to_str()
             .unwrap(),
         out.path()
-            .join("cells/400-40-none-sparse")
+            .join("cells/400-40-none-sparse-ref5")
             .to_str()
             .unwrap(),
     ]));
