@@ -60,7 +60,7 @@ impl Bm25Encoder {
             indices: v.indices,
             values: v.values,
         };
-        let references = reference_words(text);
+        let references = reference_words(text, &reference_spans(text));
         if !references.is_empty() && reference_weight != 1.0 {
             let words = self.model.embed_query(&references).indices;
             for (index, value) in query.indices.iter().zip(&mut query.values) {
@@ -77,7 +77,7 @@ impl Bm25Encoder {
 /// "13.6" at the dot into "13" and "6", words on every page of a book; whole, the number
 /// names the one equation, section or figure a question asks about. The word is spelled in
 /// letters ("13.6" → "refbdxg") so the tokenizer keeps it whole.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum References {
     /// A stored text keeps the parts and gains the whole word, so a query with the parts
     /// (or one from before this encoding) still matches them.
@@ -92,35 +92,28 @@ fn with_reference_terms(text: &str, how: References) -> Cow<'_, str> {
     if spans.is_empty() {
         return Cow::Borrowed(text);
     }
-    let word = |span: &std::ops::Range<usize>| reference_word(&text[span.clone()]);
-    let mut out = String::with_capacity(text.len() + 12 * spans.len());
     match how {
-        References::AddWhole => {
-            out.push_str(text);
-            for span in &spans {
-                out.push_str(&word(span));
-            }
-        }
+        References::AddWhole => Cow::Owned(format!("{text}{}", reference_words(text, &spans))),
         References::OnlyWhole => {
+            let mut out = String::with_capacity(text.len() + 12 * spans.len());
             let mut at = 0;
             for span in &spans {
                 out.push_str(&text[at..span.start]);
-                out.push_str(&word(span));
+                out.push_str(&reference_word(&text[span.clone()]));
                 at = span.end;
             }
             out.push_str(&text[at..]);
+            Cow::Owned(out)
         }
     }
-    Cow::Owned(out)
 }
 
-/// The reference words of a text alone.
-fn reference_words(text: &str) -> String {
-    let mut out = String::new();
-    for span in reference_spans(text) {
-        out.push_str(&reference_word(&text[span]));
-    }
-    out
+/// The words of the references at `spans` of `text`, one after another.
+fn reference_words(text: &str, spans: &[std::ops::Range<usize>]) -> String {
+    spans
+        .iter()
+        .map(|span| reference_word(&text[span.clone()]))
+        .collect()
 }
 
 fn reference_word(number: &str) -> String {

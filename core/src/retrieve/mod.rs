@@ -409,26 +409,13 @@ fn term_coverage(terms: &HashSet<u32>, hit: &Hit) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Chunk;
 
     /// A hit whose dense vector has cosine `cosine` with the query [1, 0] and whose BM25
     /// terms are `terms`.
     fn hit(cosine: f32, terms: &[u32]) -> Hit {
         Hit {
             score: cosine,
-            chunk: Chunk {
-                tenant: "t".into(),
-                source: "notes.md".into(),
-                index: 0,
-                text: String::new(),
-                page: None,
-                heading: None,
-                timestamp: None,
-                title: None,
-                start: 0,
-                end: 0,
-                source_hash: String::new(),
-            },
+            chunk: crate::store::schema::tests::chunk(),
             dense: Some(vec![cosine, (1.0 - cosine * cosine).sqrt()]),
             sparse: Some(SparseVector {
                 indices: terms.to_vec(),
