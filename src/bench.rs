@@ -286,9 +286,6 @@ async fn search_latencies(
     k: usize,
 ) -> Result<Vec<Latency>> {
     let modes: &[&str] = if store.dense_dimension().is_some() {
-        // Hybrid before sparse: the embedded store remembers BM25's IDF counts between
-        // writes, so the first side to meet a query's terms pays for counting them; hybrid
-        // (the default mode) is timed paying it, sparse with them remembered.
         &["dense", "hybrid", "sparse"]
     } else {
         &["sparse"]

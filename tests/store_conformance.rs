@@ -711,9 +711,9 @@ async fn another_tenants_volume_does_not_move_scores(h: &mut Harness) {
     }
 }
 
-/// The embedded store remembers IDF counts between writes (issue 16: counting was most of
-/// a BM25 query's cost). A tenant's own writes and deletes must still move its scores at
-/// once, commit or not.
+/// IDF is counted in the scope at query time (the embedded store reads the lengths of its
+/// posting lists). A tenant's own writes and deletes must move its scores at once, commit
+/// or not.
 async fn a_tenants_own_writes_move_its_scores_at_once(h: &mut Harness) {
     let store = h.open().await;
     store.upsert(bravo_chunks()).await.unwrap();

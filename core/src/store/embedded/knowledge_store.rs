@@ -11,7 +11,7 @@ use qdrant_edge::{
 };
 
 use super::points::{to_hit, to_point};
-use super::query::{ShardView, run_search, source_filter, tenant_filter};
+use super::query::{run_search, source_filter, tenant_filter};
 use super::{EmbeddedStore, engine_error};
 use crate::store::schema::{
     SOURCE, SOURCE_HASH, TENANT, check_dense_dimensions, check_query, chunk_point_id,
@@ -97,15 +97,8 @@ impl KnowledgeStore for EmbeddedStore {
     async fn search(&self, request: SearchRequest) -> Result<Vec<Hit>, StoreError> {
         check_query(&request.query, self.dense_dimension)?;
         let search_ef = self.search_ef;
-        let counts = self.document_frequencies.clone();
-        self.read(move |shard| {
-            let view = ShardView {
-                shard,
-                counts: &counts,
-            };
-            run_search(view, request, search_ef)
-        })
-        .await
+        self.read(move |shard| run_search(shard, request, search_ef))
+            .await
     }
 
     async fn sources(&self, scope: &TenantScope) -> Result<Vec<SourceSummary>, StoreError> {

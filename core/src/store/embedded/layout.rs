@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use qdrant_edge::{
     CreateIndex, Distance, EdgeConfig, EdgeShard, EdgeSparseVectorParams, EdgeVectorParams,
     FieldIndexOperations, HnswIndexConfig, IntegerIndexParams, KeywordIndexParams,
-    PayloadFieldSchema, PayloadSchemaParams, UpdateOperation,
+    PayloadFieldSchema, PayloadSchemaParams, QuantizationConfig, QuantizationSearchParams,
+    ScalarQuantizationConfig, ScalarType, UpdateOperation,
 };
 
 use crate::store::schema::{DENSE, SOURCE, SPARSE, TENANT};
@@ -33,6 +34,42 @@ pub(super) fn hnsw_layout() -> HnswIndexConfig {
 /// The search beam when `[store] hnsw_ef` is 0. The engine's own default is the build beam.
 pub(super) const DEFAULT_SEARCH_EF: usize = 100;
 
+/// int8 copies of the dense vectors, kept in RAM: a graph walk compares a quarter of the
+/// bytes, and the best candidates are rescored with the float vectors ([`DENSE_RESCORING`]).
+/// `lore bench` at 100k chunks, side by side: dense p50 1.28–1.75 ms against 1.83–2.05,
+/// the same recall@20 against an exact scan (0.597), the graph built in a quarter of the
+/// time. A store below the engine's indexing threshold (a few thousand chunks) is scanned
+/// exactly with the float vectors either way.
+pub(super) fn dense_quantization() -> QuantizationConfig {
+    ScalarQuantizationConfig {
+        r#type: ScalarType::Int8,
+        quantile: Some(0.99),
+        always_ram: Some(true),
+    }
+    .into()
+}
+
+/// How searches use [`dense_quantization`]: twice the wanted candidates walked on the int8
+/// copies, then rescored with the float vectors, so scores are the float cosines.
+pub(super) const DENSE_RESCORING: QuantizationSearchParams = QuantizationSearchParams {
+    ignore: false,
+    rescore: Some(true),
+    oversampling: Some(2.0),
+};
+
+/// A store's saved engine config with lore's current layout ([`hnsw_layout`],
+/// [`dense_quantization`]), or None when it has it already. A store from an older lore is
+/// loaded with it: the engine's config-mismatch optimiser rebuilds its segments at the next
+/// commit (the next ingest), and searches are right meanwhile.
+pub(super) fn with_current_layout(saved: &EdgeConfig) -> Option<EdgeConfig> {
+    let mut config = saved.clone();
+    config.hnsw_config = hnsw_layout();
+    if let Some(dense) = config.vectors.get_mut(DENSE) {
+        dense.quantization_config = Some(dense_quantization());
+    }
+    (config != *saved).then_some(config)
+}
+
 pub(super) fn edge_config(dense_dimension: Option<usize>) -> EdgeConfig {
     let mut config = EdgeConfig {
         // No IDF modifier: lore weights queries by the scope's IDF (store::scope_idf).
@@ -49,7 +86,7 @@ pub(super) fn edge_config(dense_dimension: Option<usize>) -> EdgeConfig {
                 on_disk: None,
                 multivector_config: None,
                 datatype: None,
-                quantization_config: None,
+                quantization_config: Some(dense_quantization()),
                 hnsw_config: None,
             },
         );

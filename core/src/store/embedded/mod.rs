@@ -19,12 +19,11 @@ use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use qdrant_edge::{EdgeShard, OperationError};
+use qdrant_edge::{EdgeConfig, EdgeShard, OperationError};
 
 use super::schema::FORMAT;
-use super::scope_idf::DocumentFrequencies;
 use super::{StoreError, StoreErrorKind};
-use layout::{DEFAULT_SEARCH_EF, create_payload_indexes, edge_config, hnsw_layout};
+use layout::{DEFAULT_SEARCH_EF, create_payload_indexes, edge_config, with_current_layout};
 use manifest::{MANIFEST, Manifest, describe, write_manifest};
 
 /// Held for as long as a store is open, so a second open (another lore process, or the
@@ -42,8 +41,6 @@ pub struct EmbeddedStore {
     shard: Arc<RwLock<EdgeShard>>,
     /// HNSW beam width for dense queries.
     search_ef: usize,
-    /// BM25's IDF counts since the last write; every write clears them ([`Self::exclusive`]).
-    document_frequencies: Arc<DocumentFrequencies>,
     /// The directory lock; released when the store is dropped.
     _lock: File,
     /// The data dir's lock when opened as lore opens it ([`Self::open_in_data_dir`]).
@@ -89,12 +86,10 @@ impl EmbeddedStore {
             // Loading reopens the WAL and may map a fresh segment: on a full disk the first
             // write to it would be SIGBUS, so even a read-only command checks first.
             space::ensure(path, space::write_need(path))?;
-            let shard = EdgeShard::load(path, None).map_err(engine)?;
-            if shard.config().hnsw_config != hnsw_layout() {
-                // A store from an older lore: the engine's config-mismatch optimiser rebuilds
-                // its graphs at the next commit (the next ingest, or the re-keying below).
-                // Searches are right meanwhile.
-                shard.set_hnsw_config(hnsw_layout()).map_err(engine)?;
+            let saved = EdgeConfig::load(path).transpose().map_err(engine)?;
+            let updated = saved.as_ref().and_then(with_current_layout);
+            let shard = EdgeShard::load(path, updated.clone()).map_err(engine)?;
+            if updated.is_some() {
                 tracing::info!(
                     store = %path.display(),
                     "index layout updated; the next ingest rebuilds the dense index"
@@ -137,7 +132,6 @@ impl EmbeddedStore {
             dense_dimension: dense.map(|d| d.1),
             shard: Arc::new(RwLock::new(shard)),
             search_ef: DEFAULT_SEARCH_EF,
-            document_frequencies: Arc::default(),
             _lock: lock,
             _data_dir: None,
         })
@@ -191,20 +185,15 @@ impl EmbeddedStore {
         .await
     }
 
-    /// Runs `f` on a blocking thread with exclusive access to the shard. Whatever `f` did
-    /// (or half did, when it failed), the remembered IDF counts are forgotten before searches
-    /// may run again.
+    /// Runs `f` on a blocking thread with exclusive access to the shard.
     async fn exclusive<T: Send + 'static>(
         &self,
         f: impl FnOnce(&EdgeShard) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let shard = self.shard.clone();
-        let counts = self.document_frequencies.clone();
         tokio::task::spawn_blocking(move || {
             let guard = shard.write().map_err(|_| poisoned())?;
-            let result = f(&guard);
-            counts.clear();
-            result
+            f(&guard)
         })
         .await?
     }

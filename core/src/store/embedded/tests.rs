@@ -5,18 +5,22 @@ use std::path::Path;
 
 use qdrant_edge::external::serde_json::{self, Value};
 use qdrant_edge::{
-    EdgeShard, EdgeSparseVectorParams, HnswIndexConfig, Modifier, PointId, PointInsertOperations,
+    AnyVariants, Condition, CountRequest, EdgeOptimizersConfig, EdgeShard, EdgeSparseVectorParams,
+    FieldCondition, Filter, HnswIndexConfig, Match, Modifier, PointId, PointInsertOperations,
     PointOperations, PointStruct, UpdateOperation, Vectors,
 };
 
 use super::EmbeddedStore;
-use super::layout::{create_keyword_indexes, edge_config, hnsw_layout};
+use super::layout::{
+    create_keyword_indexes, create_payload_indexes, dense_quantization, edge_config, hnsw_layout,
+};
 use super::manifest::{MANIFEST, Manifest, write_manifest};
 use super::points::to_point;
-use super::query::fuse_rrf;
+use super::query::{fuse_rrf, tenant_filter, weighted_query};
 use super::upgrade::REKEYED;
 use crate::embed::bm25::Bm25Encoder;
 use crate::store::schema::{DENSE, FORMAT, chunk_payload, chunk_point_id, tenant_terms};
+use crate::store::scope_idf::{BM25_TERMS, document_frequency_probes, weighted_scope_query};
 use crate::store::synthetic::{XorShift, unit_vector};
 use crate::store::{
     Chunk, Hit, KnowledgeStore, SearchRequest, SparseVector, StoreErrorKind, StoreQuery,
@@ -142,43 +146,82 @@ fn graph_m_on_disk(dir: &Path) -> Vec<u64> {
     found
 }
 
-/// A store written by an older lore (one global graph, m = 16) takes lore's layout when
-/// opened, and its next commit rebuilds the graph; searches are right before and after.
+/// Whether any segment holds int8 copies of the dense vectors (the engine's file name).
+fn quantized_on_disk(dir: &Path) -> bool {
+    std::fs::read_dir(dir.join("segments"))
+        .unwrap()
+        .any(|entry| {
+            let path = entry.unwrap().path();
+            path.join("vector_storage-dense/quantized.data").is_file()
+        })
+}
+
+/// A store written by an older lore (one global graph, m = 16, no int8 copies) takes lore's
+/// layout when opened, and its next commit rebuilds the segments; searches are right before
+/// and after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_with_an_older_layout_is_rebuilt_at_the_next_commit() {
     let dir = tempfile::tempdir().unwrap();
-    let open = || EmbeddedStore::open(dir.path(), Some(("test".into(), DIM))).unwrap();
+    let dense = Some(("test".to_owned(), DIM));
     let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
-    let (team, small) = {
-        let store = open();
-        let old_layout = HnswIndexConfig::default();
-        store
-            .shard
-            .read()
-            .unwrap()
-            .set_hnsw_config(old_layout)
-            .unwrap();
-        let team = fill(&store, "team", PER_TENANT, &mut rng).await;
-        let small = fill(&store, "small", 500, &mut rng).await;
-        store.commit().await.unwrap();
-        (team, small)
+    let mut generate = |tenant: &str, n: usize| -> Vec<StoredChunk> {
+        (0..n as u32)
+            .map(|i| chunk(tenant, i, unit_vector(&mut rng, DIM)))
+            .collect()
     };
+    let (team, small) = (generate("team", PER_TENANT), generate("small", 500));
+    let (team_probe, small_probe) = (
+        team[PER_TENANT / 2].dense.clone().unwrap(),
+        small[250].dense.clone().unwrap(),
+    );
+    {
+        let mut old = edge_config(Some(DIM));
+        old.hnsw_config = HnswIndexConfig::default();
+        old.vectors.get_mut(DENSE).unwrap().quantization_config = None;
+        let shard = EdgeShard::new(dir.path(), old).unwrap();
+        create_payload_indexes(&shard).unwrap();
+        let points: Vec<PointStruct> = team
+            .into_iter()
+            .chain(small)
+            .map(|stored| to_point(stored).unwrap())
+            .collect();
+        for batch in points.chunks(1000) {
+            shard
+                .update(UpdateOperation::PointOperation(
+                    PointOperations::UpsertPoints(PointInsertOperations::PointsList(
+                        batch.iter().cloned().map(Into::into).collect(),
+                    )),
+                ))
+                .unwrap();
+        }
+        shard.optimize().unwrap();
+        shard.flush();
+        let manifest = Manifest {
+            format: FORMAT,
+            dense: dense.clone(),
+        };
+        write_manifest(&dir.path().join(MANIFEST), &manifest).unwrap();
+    }
     assert_eq!(graph_m_on_disk(dir.path()), [16]);
-    let store = open();
+    assert!(!quantized_on_disk(dir.path()));
+    let store = EmbeddedStore::open(dir.path(), dense).unwrap();
+    let config = store.shard.read().unwrap().config().clone();
+    assert_eq!(config.hnsw_config, hnsw_layout());
     assert_eq!(
-        store.shard.read().unwrap().config().hnsw_config,
-        hnsw_layout()
+        config.vectors[DENSE].quantization_config,
+        Some(dense_quantization())
     );
     let middle = PER_TENANT as u32 / 2;
     for commit in [false, true] {
         if commit {
             store.commit().await.unwrap();
             assert_eq!(graph_m_on_disk(dir.path()), [0]);
+            assert!(quantized_on_disk(dir.path()));
         }
-        let hit = top_hit(&store, TenantScope::only("team"), team.clone()).await;
+        let hit = top_hit(&store, TenantScope::only("team"), team_probe.clone()).await;
         assert_eq!((hit.tenant.as_str(), hit.index), ("team", middle));
         // Too small for a graph of its own: scored exactly over its own points.
-        let hit = top_hit(&store, TenantScope::only("small"), small.clone()).await;
+        let hit = top_hit(&store, TenantScope::only("small"), small_probe.clone()).await;
         assert_eq!((hit.tenant.as_str(), hit.index), ("small", 250));
     }
 }
@@ -535,4 +578,78 @@ fn a_store_open_elsewhere_is_busy_until_it_closes() {
     assert!(err.to_string().contains("another lore process"), "{err}");
     drop(first);
     EmbeddedStore::open(dir.path(), None).expect("opens once the first is closed");
+}
+
+/// IDF's counts are read from the lengths of posting lists, not counted point by point (see
+/// `query::indexed_count`). They must equal exact counts after overwrites, deletes and an
+/// optimisation (points moved into an indexed, immutable segment), for a scope of one
+/// tenant and one with the global tenant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idf_counts_read_from_the_index_equal_exact_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), None).unwrap();
+    // A tiny indexing threshold, so the commit below builds indexed segments.
+    let small = EdgeOptimizersConfig {
+        indexing_threshold: Some(1),
+        ..Default::default()
+    };
+    store
+        .shard
+        .read()
+        .unwrap()
+        .set_optimizers_config(small)
+        .unwrap();
+    let mut corpus = text_corpus();
+    for round in 0..3u32 {
+        for chunk in &mut corpus {
+            chunk.chunk.source = format!("notes-{round}.md");
+        }
+        store.upsert(corpus.clone()).await.unwrap();
+    }
+    store.commit().await.unwrap();
+    assert!(store.shard.read().unwrap().info().indexed_vectors_count > 0);
+    // Overwrite one source (same ids), delete another, after the optimisation.
+    let mut changed = text_corpus();
+    for chunk in &mut changed {
+        chunk.chunk.source = "notes-0.md".into();
+        chunk.chunk.text.push_str(" Docker again.");
+        chunk.sparse = Bm25Encoder::new().document(&chunk.chunk.text);
+    }
+    store.upsert(changed).await.unwrap();
+    assert_eq!(store.delete_source("b", "notes-1.md").await.unwrap(), 2);
+
+    let bm25 = Bm25Encoder::new();
+    let shard = store.shard.read().unwrap();
+    let exact = |filter: Filter| {
+        shard
+            .count(CountRequest {
+                filter: Some(filter),
+                exact: true,
+            })
+            .unwrap()
+    };
+    let mut found = 0;
+    for scope in [TenantScope::only("b"), TenantScope::with_global("a", "g")] {
+        for question in ["docker billing deploy", "holiday leave", "pager rotation"] {
+            let query = bm25.query(question);
+            let chunks = exact(tenant_filter(scope.tenants()));
+            let dfs: Vec<usize> = document_frequency_probes(&scope, &query)
+                .into_iter()
+                .map(|hashes| {
+                    exact(Filter::new_must(Condition::Field(
+                        FieldCondition::new_match(
+                            BM25_TERMS.try_into().unwrap(),
+                            Match::new_any(AnyVariants::Integers(hashes.into_iter().collect())),
+                        ),
+                    )))
+                })
+                .collect();
+            found += dfs.iter().sum::<usize>();
+            let expected = weighted_scope_query(&scope, &query, chunks, &dfs);
+            let read = weighted_query(&shard, &scope, &query).unwrap();
+            assert_eq!(read.indices, expected.indices, "{scope:?} {question}");
+            assert_eq!(read.values, expected.values, "{scope:?} {question}");
+        }
+    }
+    assert!(found > 10, "the questions' words are in the store: {found}");
 }
