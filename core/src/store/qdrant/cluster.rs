@@ -214,6 +214,8 @@ impl QdrantStore {
     ) -> Result<(), Refusal> {
         let layout = self.layout;
         let deadline = Instant::now() + layout.peer_wait;
+        // The wait is logged once per peer count, not once per poll.
+        let mut logged_peers = None;
         loop {
             let request = self.create_request(dense);
             let created = self
@@ -283,11 +285,14 @@ impl QdrantStore {
                     ),
                 ));
             }
-            tracing::info!(
-                peers,
-                replication_factor = layout.replication_factor,
-                "waiting for more Qdrant peers before creating the collection"
-            );
+            if logged_peers != Some(peers) {
+                logged_peers = Some(peers);
+                tracing::info!(
+                    peers,
+                    replication_factor = layout.replication_factor,
+                    "waiting for more Qdrant peers before creating the collection"
+                );
+            }
             pause_until(deadline).await;
         }
     }
