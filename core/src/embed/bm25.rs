@@ -35,9 +35,10 @@ impl Bm25Encoder {
 
     /// Term-frequency weights of a stored chunk.
     pub fn document(&self, text: &str) -> SparseVector {
-        let v = self
-            .model
-            .embed_document(&with_reference_terms(text, References::AddWhole));
+        let spans = reference_spans(text);
+        let v =
+            self.model
+                .embed_document(&with_reference_terms(text, &spans, References::AddWhole));
         SparseVector {
             indices: v.indices,
             values: v.values,
@@ -53,15 +54,16 @@ impl Bm25Encoder {
     /// `reference_weight`: a question that names 式(13.6) asks about one place in a book,
     /// and its other words ("推导", "含义") are on every page of derivations.
     pub fn query_weighted(&self, text: &str, reference_weight: f32) -> SparseVector {
+        let spans = reference_spans(text);
         let v = self
             .model
-            .embed_query(&with_reference_terms(text, References::OnlyWhole));
+            .embed_query(&with_reference_terms(text, &spans, References::OnlyWhole));
         let mut query = SparseVector {
             indices: v.indices,
             values: v.values,
         };
-        let references = reference_words(text, &reference_spans(text));
-        if !references.is_empty() && reference_weight != 1.0 {
+        if !spans.is_empty() && reference_weight != 1.0 {
+            let references = reference_words(text, &spans);
             let words = self.model.embed_query(&references).indices;
             for (index, value) in query.indices.iter().zip(&mut query.values) {
                 if words.contains(index) {
@@ -87,17 +89,21 @@ enum References {
     OnlyWhole,
 }
 
-fn with_reference_terms(text: &str, how: References) -> Cow<'_, str> {
-    let spans = reference_spans(text);
+/// `text` with the references at `spans` ([`reference_spans`]) as whole words.
+fn with_reference_terms<'t>(
+    text: &'t str,
+    spans: &[std::ops::Range<usize>],
+    how: References,
+) -> Cow<'t, str> {
     if spans.is_empty() {
         return Cow::Borrowed(text);
     }
     match how {
-        References::AddWhole => Cow::Owned(format!("{text}{}", reference_words(text, &spans))),
+        References::AddWhole => Cow::Owned(format!("{text}{}", reference_words(text, spans))),
         References::OnlyWhole => {
             let mut out = String::with_capacity(text.len() + 12 * spans.len());
             let mut at = 0;
-            for span in &spans {
+            for span in spans {
                 out.push_str(&text[at..span.start]);
                 out.push_str(&reference_word(&text[span.clone()]));
                 at = span.end;
@@ -180,6 +186,8 @@ mod tests {
     #[test]
     fn numbered_references_are_whole_words() {
         use References::{AddWhole, OnlyWhole};
+        let with_reference_terms =
+            |text, how| with_reference_terms(text, &reference_spans(text), how).into_owned();
         assert_eq!(
             with_reference_terms("推导出式(13.6)", AddWhole),
             "推导出式(13.6) refbdxg "

@@ -88,8 +88,9 @@ impl EmbeddedStore {
             space::ensure(path, space::write_need(path))?;
             let saved = EdgeConfig::load(path).transpose().map_err(engine)?;
             let updated = saved.as_ref().and_then(with_current_layout);
-            let shard = EdgeShard::load(path, updated.clone()).map_err(engine)?;
-            if updated.is_some() {
+            let layout_changed = updated.is_some();
+            let shard = EdgeShard::load(path, updated).map_err(engine)?;
+            if layout_changed {
                 tracing::info!(
                     store = %path.display(),
                     "index layout updated; the next ingest rebuilds the dense index"

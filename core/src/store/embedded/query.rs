@@ -67,20 +67,19 @@ pub(super) fn weighted_query(
     if query.indices.is_empty() {
         return Ok(SparseVector::default());
     }
-    let count_all = |values: Vec<ValueVariants>, field: &str| {
+    let count_all = |field: &str, values: &mut dyn Iterator<Item = ValueVariants>| {
         values
-            .into_iter()
             .map(|value| indexed_count(shard, field, value))
             .sum::<Result<usize, StoreError>>()
     };
     let tenants = scope.tenants().iter().cloned().map(ValueVariants::String);
-    let chunks = count_all(tenants.collect(), TENANT)?;
+    let chunks = count_all(TENANT, &mut { tenants })?;
     let dfs = document_frequency_probes(scope, query)
         .into_iter()
         .map(|hashes| {
             count_all(
-                hashes.into_iter().map(ValueVariants::Integer).collect(),
                 BM25_TERMS,
+                &mut hashes.into_iter().map(ValueVariants::Integer),
             )
         })
         .collect::<Result<Vec<usize>, StoreError>>()?;
